@@ -1,0 +1,1 @@
+"""Secure messaging: care-team threads, encrypted messages and read state."""

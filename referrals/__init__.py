@@ -1,0 +1,1 @@
+"""Referrals: patients, referrals, screening, attachments and the referral lifecycle."""
