@@ -22,6 +22,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from portal.celery import app as celery_app
+from tests.personas import Cast, build_cast
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -126,3 +127,9 @@ def clear_cache() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def cast(db: None) -> Cast:
+    """The persona cast (see tests/personas.py), every signed-in persona with TOTP enrolled."""
+    return build_cast()
