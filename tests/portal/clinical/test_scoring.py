@@ -1,4 +1,4 @@
-"""Exhaustive tests for reports.scoring (pure Python: no Django, no database).
+"""Exhaustive tests for portal.clinical.scoring (pure Python: no Django, no database).
 
 Every expected number is pinned from /work/shared/CLINICAL.md.
 """
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reports.scoring import (
+from portal.clinical.scoring import (
     CADSS6_SOURCE_ITEMS,
     CSSRS_LEVELS,
     INSTRUMENTS,

@@ -1,0 +1,1 @@
+"""Clinical rules shared by referrals and reports: scoring, bands, outcomes, TRD counting."""
