@@ -21,6 +21,8 @@ import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.schedule import BEAT_SCHEDULE
+
 # Lets admin and queryset classes be subscripted at run time, as the type stubs expect.
 django_stubs_ext.monkeypatch()
 
@@ -135,10 +137,18 @@ INSTALLED_APPS = [
     "allauth.usersessions",
     "portal.core",
     "portal.accounts",
+    "portal.crypto",
+    "portal.notifications",
+    "portal.audit",
+    "referrals",
+    "messaging",
+    "reports",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A request id and the client IP for every audit event; early, so all that follows has them.
+    "portal.audit.middleware.AuditContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -147,7 +157,12 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Session expiry, the MFA gate and no-store; before usersessions so an expired session is
+    # ended before anything records activity on it.
+    "portal.accounts.middleware.IdentityMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
+    # JSON nested too deeply or a body over the limit: a 4xx JSON error on /api/ and /_allauth/.
+    "portal.api.middleware.HostileBodyMiddleware",
 ]
 
 if PRODUCTION:
@@ -240,11 +255,27 @@ ACCOUNT_SESSION_REMEMBER = False
 ACCOUNT_RATE_LIMITS = {
     "login_failed": "10/m/ip,5/5m/key",
     "login": "30/m/ip",
-    "reset_password": "20/m/ip,5/m/key",
+    "reset_password": "20/m/ip,5/m/key",  # a rate, not a password  # nosec B105
 }
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_TOTP_ISSUER = env.str("MFA_TOTP_ISSUER", default="Referral Portal")
 MFA_PASSKEY_LOGIN_ENABLED = False
+MFA_ADAPTER = "portal.accounts.adapters.MFAAdapter"
+MFA_RECOVERY_CODES_SHOW_ONCE = True
+# WebAuthn needs HTTPS except on the development server at http://127.0.0.1.
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = not PRODUCTION
+# Changing the password or e-mail asks for the password (or a second factor) again.
+ACCOUNT_REAUTHENTICATION_REQUIRED = True
+# Security notices by e-mail (password changed, authenticator added or removed); they hold no PHI.
+ACCOUNT_EMAIL_NOTIFICATIONS = True
+# A reset request for an unknown address sends nothing: the answer on screen is the same either way.
+ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
+# How many proxies (the TLS terminator) append to X-Forwarded-For: the client IP that rate limits
+# and audit events use is the one the outermost trusted proxy saw. 0 trusts only REMOTE_ADDR.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
+# App session tokens obey the same idle and absolute limits as browser sessions.
+HEADLESS_TOKEN_STRATEGY = "portal.accounts.sessions.ExpiringSessionTokenStrategy"  # noqa: S105 - a class path  # nosec B105
 HEADLESS_ONLY = False
 HEADLESS_CLIENTS = ("app", "browser")
 USERSESSIONS_TRACK_ACTIVITY = True
@@ -308,6 +339,17 @@ STORAGES = {
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Uploads (portal.uploads): the per-file limit, and all files of one request together. Uploads are
+# kept in memory up to these limits and never spooled to a plaintext temporary file on disk.
+PORTAL_UPLOAD_MAX_BYTES = env.int("PORTAL_UPLOAD_MAX_BYTES", default=25 * 1024 * 1024)
+PORTAL_UPLOAD_MAX_REQUEST_BYTES = 2 * PORTAL_UPLOAD_MAX_BYTES
+FILE_UPLOAD_HANDLERS = ["portal.uploads.MemoryOnlyUploadHandler"]
+# Dotted path of the malware scanner, callable(file) -> portal.uploads.ScanResult. Production has
+# no default: uploads are refused until it names a scanner (or portal.uploads.not_scanned, which
+# knowingly runs without one).
+PORTAL_MALWARE_SCANNER = env.str(
+    "PORTAL_MALWARE_SCANNER", default="" if PRODUCTION else "portal.uploads.not_scanned"
+)
 
 # Celery: eager (in-process) without a broker; real workers on Redis with CELERY_BROKER_URL.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
@@ -323,16 +365,42 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=150)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 600)}
+# A task whose worker died unacknowledged is redelivered after the visibility timeout. kombu scans
+# for such tasks every restore interval, but by default only on every 10th scan (about 100 s);
+# scanning each time keeps recovery within one interval of the timeout.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 600),
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", 10),
+    "unacked_restore_throttle": 1,
+}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Tasks enqueued by tasks (re-drives, follow-ups) go here; tests point it at their own worker.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+# The one schedule of periodic jobs, declared in code (portal/schedule.py).
+CELERY_BEAT_SCHEDULE = BEAT_SCHEDULE
+# Progress reports (reports.services): a test-only pause, in seconds, while a worker holds a report
+# it is generating, so a test can kill the worker mid-report. Always 0 in production.
+REPORTS_GENERATION_PAUSE_SECONDS = (
+    0.0 if PRODUCTION else env.float("REPORTS_GENERATION_PAUSE_SECONDS", default=0.0)
+)
+
+# Audit chain (portal.audit.sealing): a missing sequence number younger than the grace period may
+# be a transaction still in flight, so the sealer waits before stepping over it; audit_verify
+# reports events unsealed for longer than the alert age (grace + two sealer runs fit inside it).
+AUDIT_SEAL_GAP_GRACE_SECONDS = env.int("AUDIT_SEAL_GAP_GRACE_SECONDS", default=30)
+AUDIT_UNSEALED_ALERT_SECONDS = env.int("AUDIT_UNSEALED_ALERT_SECONDS", default=60)
+# PHI-read events made outside a transaction commit without waiting for the WAL flush on
+# PostgreSQL (see portal.audit.services.audit_phi_read); 1 makes them wait like every write.
+AUDIT_PHI_READ_SYNCHRONOUS_COMMIT = env.bool("AUDIT_PHI_READ_SYNCHRONOUS_COMMIT", default=False)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "allauth.headless.contrib.rest_framework.authentication.XSessionTokenAuthentication",
+        "portal.accounts.authentication.SessionTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Signed in AND enrolled in MFA (403 "mfa_required" otherwise), for every endpoint.
+    "DEFAULT_PERMISSION_CLASSES": ["portal.api.permissions.IsAuthenticatedWithMFA"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import connection
 
@@ -25,6 +26,7 @@ from portal.celery import app as celery_app
 from tests.personas import Cast, build_cast
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+FAST_TEST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -79,46 +81,95 @@ def _test_database_url() -> str:
     return urlunsplit(parts._replace(path="/" + str(connection.settings_dict["NAME"])))
 
 
+StartLiveWorker = Callable[..., LiveWorker]
+
+
 @pytest.fixture
-def live_worker(transactional_db: None, tmp_path: Path) -> Generator[LiveWorker, None, None]:
-    """A real ``celery worker`` process on the configured broker, reading the test database."""
+def start_live_worker(
+    transactional_db: None, tmp_path: Path
+) -> Generator[StartLiveWorker, None, None]:
+    """Start real ``celery worker`` processes on the configured broker, reading the test database.
+
+    ``start_live_worker(env={...}, queue=...)`` starts one (extra environment variables for it;
+    the queue of an earlier worker to take over its messages) and returns when it is ready. The
+    test process sends to the latest worker's queue. Every worker is stopped at the end.
+    """
     if not os.environ.get("CELERY_BROKER_URL") or not os.environ.get("DATABASE_URL"):
         pytest.skip("needs DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis)")
-    queue = f"test-{uuid.uuid4().hex[:12]}"
-    log_path = tmp_path / "worker.log"
-    environment = os.environ | {
-        "DATABASE_URL": _test_database_url(),
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-        "DJANGO_SETTINGS_MODULE": "portal.settings",
-    }
-    command = [
-        sys.executable, "-m", "celery", "-A", "portal", "worker",
-        "--pool=solo", "--queues", queue, "--hostname", f"{queue}@%h",
-        "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
-    ]  # fmt: skip
+    started: list[LiveWorker] = []
     previous_queue = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = queue
-    celery_app.conf.task_always_eager = False
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, cwd=BASE_DIR, env=environment, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    worker = LiveWorker(process=process, queue=queue, log_path=log_path)
-    try:
+
+    def start(env: dict[str, str] | None = None, queue: str | None = None) -> LiveWorker:
+        queue = queue or f"test-{uuid.uuid4().hex[:12]}"
+        log_path = tmp_path / f"worker-{len(started) + 1}.log"
+        environment = os.environ | {
+            "DATABASE_URL": _test_database_url(),
+            "CELERY_TASK_ALWAYS_EAGER": "0",
+            # Tasks the worker enqueues itself (a re-drive enqueuing sends) come back to it.
+            "CELERY_TASK_DEFAULT_QUEUE": queue,
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            # The worker writes encrypted files (reports) where this test reads them.
+            "MEDIA_ROOT": str(django_settings.MEDIA_ROOT),
+            **(env or {}),
+        }
+        command = [
+            sys.executable, "-m", "celery", "-A", "portal", "worker",
+            "--pool=solo", "--queues", queue, "--hostname", f"{queue}-{len(started)}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
+        ]  # fmt: skip
+        celery_app.conf.task_default_queue = queue
+        celery_app.conf.task_always_eager = False
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                command, cwd=BASE_DIR, env=environment, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        worker = LiveWorker(process=process, queue=queue, log_path=log_path)
+        started.append(worker)
         if not wait_for(lambda: "ready." in worker.log() or process.poll() is not None, timeout=60):
             pytest.fail(f"the Celery worker did not start:\n{worker.log()}")
         if process.poll() is not None:
             pytest.fail(f"the Celery worker exited with {process.returncode}:\n{worker.log()}")
-        yield worker
+        return worker
+
+    try:
+        yield start
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        for worker in started:
+            if worker.process.poll() is None:
+                worker.process.terminate()
+        for worker in started:
+            try:
+                worker.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait(timeout=10)
         celery_app.conf.task_default_queue = previous_queue
         celery_app.conf.task_always_eager = True
+
+
+@pytest.fixture
+def live_worker(start_live_worker: StartLiveWorker) -> LiveWorker:
+    """A real ``celery worker`` process on the configured broker, reading the test database."""
+    return start_live_worker()
+
+
+@pytest.fixture(autouse=True)
+def fake_malware_scanner(settings: Any) -> None:
+    """Every upload in the tests goes through a scanner that flags the EICAR test string."""
+    settings.PORTAL_MALWARE_SCANNER = "tests.scanners.eicar_scanner"
+
+
+@pytest.fixture(autouse=True)
+def isolated_media_root(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Encrypted files a test writes go to a fresh directory, never to the developer's var/media."""
+    settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    """Argon2id at production cost (about half a second a hash here) would dominate every test
+    that builds the persona cast; tests/portal/accounts/test_passwords.py checks the real one."""
+    settings.PASSWORD_HASHERS = FAST_TEST_HASHERS
 
 
 @pytest.fixture(autouse=True)

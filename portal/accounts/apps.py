@@ -6,3 +6,7 @@ class AccountsConfig(AppConfig):
     label = "accounts"
     verbose_name = "Accounts and organisations"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Connects the authentication signal receivers.
+        from portal.accounts import receivers  # noqa: F401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -156,3 +157,71 @@ class Membership(BaseModel):
             raise ValidationError({"npi": "A provider needs an NPI."})
         if self.role != Role.PROVIDER and self.npi:
             raise ValidationError({"npi": "Only providers carry an NPI."})
+
+
+class Invitation(BaseModel):
+    """A single-use, expiring invitation to join an organisation with a role.
+
+    Only the SHA-256 of the token is stored: the token itself exists in the e-mailed link and
+    nowhere else, so a copy of the database cannot be used to accept an invitation.
+    """
+
+    email = models.EmailField("e-mail address", max_length=254)
+    full_name = models.CharField(max_length=200, blank=True)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations"
+    )
+    role = models.CharField(max_length=32, choices=Role.choices)
+    npi = models.CharField("NPI", max_length=10, blank=True, validators=[validate_npi])
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, related_name="invitations_sent"
+    )
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(role__in=[role.value for role in Role]),
+                name="invitation_role_valid",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(role="provider") | ~models.Q(npi=""),
+                name="invitation_provider_has_npi",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(accepted_at__isnull=True) | models.Q(revoked_at__isnull=True),
+                name="invitation_not_accepted_and_revoked",
+            ),
+        ]
+        indexes = [models.Index(Lower("email"), name="invitation_email_ci")]
+
+    def __str__(self) -> str:
+        return f"Invitation to {self.organization} as {self.get_role_display()}"
+
+    def status_at(self, now: datetime) -> Invitation.Status:
+        if self.accepted_at is not None:
+            return self.Status.ACCEPTED
+        if self.revoked_at is not None:
+            return self.Status.REVOKED
+        if self.expires_at <= now:
+            return self.Status.EXPIRED
+        return self.Status.PENDING
+
+    @property
+    def status(self) -> Invitation.Status:
+        return self.status_at(timezone.now())

@@ -1,12 +1,12 @@
 """``GET /api/v1/me/``: who the caller is and where they belong."""
 
-from allauth.mfa.utils import is_mfa_enabled
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from portal.accounts.permissions import has_mfa
 from portal.accounts.selectors import membership_list_for_user
 
 
@@ -18,6 +18,9 @@ class MembershipOutputSerializer(serializers.Serializer):
 
 
 class MeApi(APIView):
+    # The one API answer open before MFA enrolment: it tells a client that enrolment is needed.
+    mfa_exempt_methods = ("GET",)
+
     class OutputSerializer(serializers.Serializer):
         id = serializers.UUIDField(source="user.public_id")
         email = serializers.EmailField(source="user.email")
@@ -31,6 +34,6 @@ class MeApi(APIView):
         payload = {
             "user": user,
             "memberships": membership_list_for_user(user=user),
-            "mfa_enabled": is_mfa_enabled(user),
+            "mfa_enabled": has_mfa(user),
         }
         return Response(self.OutputSerializer(payload).data)

@@ -183,7 +183,7 @@ def rewrap_stream_header(keyring: Keyring, header: bytes, *, associated_data: by
     dek = _unwrap_with(keyring, parsed.wrapped, role=_ROLE_STREAM_DEK, context=context)
     wrapped = _wrap_with(keyring.active, dek, role=_ROLE_STREAM_DEK, context=context)
     new_header = parsed.core + _pack_key_block(wrapped)
-    assert len(new_header) == HEADER_SIZE  # noqa: S101 - layout invariant
+    assert len(new_header) == HEADER_SIZE  # noqa: S101 - layout invariant  # nosec B101
     return new_header
 
 

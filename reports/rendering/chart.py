@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape  # escapes text written into SVG, parses nothing  # nosec B406
 
 from .data import InstrumentSeries
 

@@ -1,4 +1,5 @@
-"""Journey: open the portal, see the sign-in page, sign in as a demo user."""
+"""Journey: open the portal, see the sign-in page, sign in as a demo user (password, then the
+code from the authenticator app holding the demo TOTP key that seed_demo prints)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import re
 import pytest
 from django.core.management import call_command
 from playwright.sync_api import Page, expect
+
+from portal.accounts.management.commands.seed_demo import demo_totp_secret
+from tests.portal.accounts.helpers import totp_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -20,6 +24,10 @@ def test_a_demo_user_signs_in(page: Page, live_server: object) -> None:
     expect(page.get_by_role("heading", name="Sign In")).to_be_visible()
     page.get_by_label("Email").fill("pcp@lakeside.example")
     page.get_by_label("Password").fill("journey-passphrase-2026")
+    page.get_by_role("button", name="Sign In").click()
+
+    expect(page.get_by_role("heading", name="Two-Factor Authentication")).to_be_visible()
+    page.get_by_label("Code").fill(totp_code(demo_totp_secret("pcp@lakeside.example")))
     page.get_by_role("button", name="Sign In").click()
 
     expect(page.get_by_role("heading", name="Welcome, Dr. Emily Carter")).to_be_visible()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.db import transaction
+from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from portal.celery import app as celery_app
 from portal.core.models import HealthPing
@@ -67,3 +68,23 @@ def test_a_live_worker_runs_the_health_ping_from_the_broker(live_worker: LiveWor
     ping = HealthPing.objects.get(token=token)
     assert ping.worker != ""
     assert "portal.health_ping" in live_worker.log()
+
+
+@pytest.mark.django_db
+def test_a_broker_outage_after_commit_is_logged_not_raised(
+    django_capture_on_commit_callbacks: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise BrokerOperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(health_ping, "delay", broker_down)
+
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        HealthPing.objects.create(token="committed-anyway")
+        enqueue_on_commit(health_ping, "lost-ping")
+
+    assert HealthPing.objects.filter(token="committed-anyway").exists()
+    assert [record.msg for record in caplog.records] == ["queue.enqueue_failed"]
+    assert caplog.records[0].ids == ["lost-ping"]  # type: ignore[attr-defined]
