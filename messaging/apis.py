@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import StreamingHttpResponse
-from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -43,7 +42,8 @@ from rest_framework.views import APIView
 from messaging import selectors, services
 from messaging.models import BODY_MAX_LENGTH, SUBJECT_MAX_LENGTH, Message, Thread
 from portal.accounts.models import User
-from portal.api.errors import ServiceError
+from portal.api.errors import AttachmentUnavailable, ServiceError
+from portal.core.downloads import file_download_response
 from portal.crypto.errors import DecryptionError
 from portal.crypto.storage import EncryptedFileMissing
 from portal.uploads import EXTENSIONS
@@ -419,16 +419,9 @@ class MessageAttachmentDownloadApi(APIView):
                 "The file failed its integrity check and was not sent; the event was recorded "
                 "in the security log."
             ) from None
-        response = StreamingHttpResponse(chunks, content_type=attachment.content_type)
-        response["Content-Disposition"] = (
-            content_disposition_header(as_attachment=True, filename=attachment.original_name)
-            or "attachment"
+        return file_download_response(
+            chunks,
+            content_type=attachment.content_type,
+            filename=attachment.original_name,
+            size=attachment.size,
         )
-        response["Content-Length"] = str(attachment.size)
-        response["Cache-Control"] = "no-store"
-        return response
-
-
-class AttachmentUnavailable(ServiceError):
-    status_code = 500
-    default_code = "attachment_unavailable"

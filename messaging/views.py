@@ -22,12 +22,10 @@ from django.http import (
     HttpResponseBadRequest,
     HttpResponseBase,
     HttpResponseRedirect,
-    StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from messaging import permissions, selectors, services
@@ -35,6 +33,7 @@ from messaging.forms import MessageForm, NewThreadForm, RetentionPolicyForm
 from messaging.models import Message, Thread
 from portal.accounts.models import Organization, User
 from portal.api.errors import NotFound, ServiceError
+from portal.core.downloads import file_download_response
 from portal.crypto.errors import DecryptionError
 from portal.crypto.storage import EncryptedFileMissing
 from portal.uploads import UploadRejected
@@ -264,13 +263,12 @@ def attachment_download(request: HttpRequest, attachment_id: uuid.UUID) -> HttpR
         raise Http404 from error
     except (DecryptionError, EncryptedFileMissing):
         return HttpResponse("The file failed its integrity check and was not sent.", status=500)
-    response = StreamingHttpResponse(chunks, content_type=attachment.content_type)
-    response["Content-Disposition"] = (
-        content_disposition_header(as_attachment=True, filename=attachment.original_name)
-        or "attachment"
+    return file_download_response(
+        chunks,
+        content_type=attachment.content_type,
+        filename=attachment.original_name,
+        size=attachment.size,
     )
-    response["Content-Length"] = str(attachment.size)
-    return response
 
 
 @require_http_methods(["GET", "POST"])

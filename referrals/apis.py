@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 from django.http import StreamingHttpResponse
 from django.utils import timezone
-from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -32,7 +31,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.accounts.models import User
-from portal.api.errors import ServiceError
+from portal.api.errors import AttachmentUnavailable
+from portal.core.downloads import file_download_response
 from portal.crypto.errors import DecryptionError
 from portal.crypto.storage import EncryptedFileMissing
 from portal.uploads import EXTENSIONS
@@ -1014,19 +1014,12 @@ class AttachmentDownloadApi(APIView):
             ) from None
         # The storage verified the whole file against its SHA-256 before returning, and checks
         # every chunk again while streaming; the response closes the stream when done.
-        response = StreamingHttpResponse(chunks, content_type=attachment.content_type)
-        response["Content-Disposition"] = (
-            content_disposition_header(as_attachment=True, filename=attachment.original_name)
-            or "attachment"
+        return file_download_response(
+            chunks,
+            content_type=attachment.content_type,
+            filename=attachment.original_name,
+            size=attachment.size,
         )
-        response["Content-Length"] = str(attachment.size)
-        response["Cache-Control"] = "no-store"
-        return response
-
-
-class AttachmentUnavailable(ServiceError):
-    status_code = 500
-    default_code = "attachment_unavailable"
 
 
 class ReferralFhirApi(APIView):

@@ -32,18 +32,17 @@ from django.http import (
     HttpResponse,
     HttpResponseBase,
     HttpResponseRedirect,
-    StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal.accounts.models import Organization, User
 from portal.accounts.selectors import user_organizations
 from portal.api.errors import Forbidden, NotFound, ServiceError
 from portal.audit.services import audit_denied
+from portal.core.downloads import file_download_response
 from portal.crypto.errors import DecryptionError
 from portal.crypto.storage import EncryptedFileMissing
 from referrals import permissions, services, transitions
@@ -675,15 +674,12 @@ def attachment_download(request: HttpRequest, attachment_id: uuid.UUID) -> HttpR
     except (DecryptionError, EncryptedFileMissing):
         # Fails closed: logged as a security event by the storage; nothing of the file is sent.
         return render(request, "referrals/attachment_unavailable.html", status=500)
-    response = StreamingHttpResponse(chunks, content_type=attachment.content_type)
-    response["Content-Disposition"] = (
-        content_disposition_header(as_attachment=True, filename=attachment.original_name)
-        or "attachment"
+    return file_download_response(
+        chunks,
+        content_type=attachment.content_type,
+        filename=attachment.original_name,
+        size=attachment.size,
     )
-    response["Content-Length"] = str(attachment.size)
-    response["Cache-Control"] = "no-store"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
 
 
 # --- the wizard ------------------------------------------------------------------------------

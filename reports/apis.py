@@ -30,6 +30,7 @@ from rest_framework.views import APIView
 
 from portal.accounts.models import User
 from portal.api.errors import Conflict, ServiceError
+from portal.core.downloads import file_download_response
 from portal.crypto.errors import DecryptionError
 from portal.crypto.storage import EncryptedFileMissing
 from referrals.apis import (
@@ -529,12 +530,9 @@ def pdf_filename(report: ProgressReport) -> str:
 
 def pdf_response(report: ProgressReport, size: int, chunks: Any) -> StreamingHttpResponse:
     """The PDF as an attachment (never inline) that no cache keeps."""
-    response = StreamingHttpResponse(chunks, content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="{pdf_filename(report)}"'
-    response["Content-Length"] = str(size)
-    response["Cache-Control"] = "no-store"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return file_download_response(
+        chunks, content_type="application/pdf", filename=pdf_filename(report), size=size
+    )
 
 
 class ReportSignApi(APIView):

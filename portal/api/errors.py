@@ -46,6 +46,14 @@ class Conflict(ServiceError):
     default_code = "conflict"
 
 
+class AttachmentUnavailable(ServiceError):
+    """A stored file failed its integrity check: nothing of it is sent (the storage has already
+    recorded the security event)."""
+
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    default_code = "attachment_unavailable"
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
         return Response({"detail": exc.detail, "code": exc.code, **exc.extra}, exc.status_code)
