@@ -22,7 +22,6 @@ from typing import Any, Final
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
-from django.test.utils import override_settings
 from django.utils import timezone
 
 from portal.accounts.models import Membership, Organization, Role, User
@@ -33,7 +32,6 @@ from referrals.selectors import patient_duplicates_for_user
 logger = logging.getLogger(__name__)
 
 S = ReferralStatus
-DEMO_EMAIL_BACKEND: Final = "django.core.mail.backends.locmem.EmailBackend"
 
 
 @dataclass(frozen=True)
@@ -383,10 +381,8 @@ def seed_demo(*, users: Mapping[str, User]) -> str:
         return "Demo referrals: skipped (no demo clinic)."
     casts = _casts(clinic)
     created = 0
-    # The made-up history is not e-mailed: some eighty notices would flood the console (or go
-    # to a real SMTP server for the .example addresses). In-app notifications are kept, and
-    # the outbox rows count as sent to the in-memory backend.
-    with override_settings(EMAIL_BACKEND=DEMO_EMAIL_BACKEND), transaction.atomic():
+    # seed_demo sends this made-up history to the in-memory e-mail backend.
+    with transaction.atomic():
         for position, demo in enumerate(DEMO_REFERRALS, start=1):
             if demo.practice not in casts:
                 continue

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.test.utils import override_settings
 from django.utils.module_loading import module_has_submodule
 
 from portal.accounts.adapters import MFAAdapter
@@ -25,6 +26,7 @@ from portal.accounts.services import (
 )
 
 DEFAULT_DEMO_PASSWORD = "Demo-Portal-2026"  # noqa: S105 - a published demo password, development only  # nosec B105
+DEMO_EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CLINIC_NAME = "Central Florida Ketamine"
 LAKESIDE = "Lakeside Family Medicine"
 ORLANDO = "Orlando Psychiatry Associates"
@@ -130,11 +132,15 @@ class Command(BaseCommand):
 
         # The apps built on the portal add their own demo data from an optional ``<app>/demo.py``
         # defining ``seed_demo(*, users) -> str`` (the portal cannot import them by name).
+        # Their made-up history is not e-mailed: about a hundred notices would flood the console
+        # (or reach a real SMTP server for the .example addresses). In-app notifications stay,
+        # and the outbox rows count as sent to the in-memory backend.
         app_lines = []
-        for app_config in apps.get_app_configs():
-            if module_has_submodule(app_config.module, "demo"):
-                app_demo = import_module(f"{app_config.name}.demo")
-                app_lines.append(app_demo.seed_demo(users=users))
+        with override_settings(EMAIL_BACKEND=DEMO_EMAIL_BACKEND):
+            for app_config in apps.get_app_configs():
+                if module_has_submodule(app_config.module, "demo"):
+                    app_demo = import_module(f"{app_config.name}.demo")
+                    app_lines.append(app_demo.seed_demo(users=users))
 
         self.stdout.write(self.style.SUCCESS("Demo data is ready. Sign in at " + settings.SITE_URL))
         self.stdout.write(f"Every demo user's password: {password}")
