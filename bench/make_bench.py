@@ -8,11 +8,13 @@ Steps (each timed; the whole run is meant to stay under 15 minutes on a 2-core m
    and clone the migrated database for the second.
 3. The in-process micro-benchmarks (bench/run.py) in a scratch clone, as a section of the output.
 4. Seed both databases in parallel processes (bench/seed.py): the issue's volume in ``bench``,
-   200 referrals in ``bench_small``.
-5. Start two gunicorns (4 sync workers each, ``bench.wsgi``: production settings with throw-away
-   secrets, the bare baseline endpoints mounted), one per database.
-6. Sign the virtual users in (timed: the login throughput), warm both servers up, then run the
-   measured phases, alternating the two datasets so that load on the shared machine hits both.
+   200 referrals in ``bench_small``. The small one is ready first: its gunicorn starts and its
+   virtual users sign in while the big one is still being seeded (none of it measured).
+5. Start the big database's gunicorn. Both servers run 4 sync workers of ``bench.wsgi``:
+   production settings with throw-away secrets, the bare baseline endpoints mounted.
+6. Sign the big server's virtual users in (timed: the login throughput), warm both servers up,
+   then run the measured phases, alternating the two datasets so that other work on the shared
+   machine hits both alike.
 7. Stop what it started, drop the databases (unless ``--keep-databases``), empty Redis db 11,
    print the figures and write BENCHMARKS.md.
 
@@ -38,9 +40,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import redis
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
@@ -88,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--login-concurrency", type=int, default=8)
     parser.add_argument("--skip-micro", action="store_true", help="Leave out bench/run.py.")
-    parser.add_argument("--keep-databases", action="store_true")
+    parser.add_argument(
+        "--keep-databases",
+        action="store_true",
+        help="Leave bench and bench_small (their PHI stays unreadable: the keys were throw-away).",
+    )
     parser.add_argument(
         "--keep-logs", action="store_true", help="Keep the gunicorn and seeding logs."
     )
@@ -127,7 +137,7 @@ def with_database(url: str, name: str) -> str:
 
 def database_name(url: str) -> str:
     name = urlsplit(url).path.lstrip("/")
-    if not name or not name.replace("_", "").isalnum():
+    if not name or not name.isascii() or not name.replace("_", "").isalnum():
         raise SystemExit(f"the database name in {url!r} must be letters, digits and _")
     return name
 
@@ -216,23 +226,17 @@ class Postgres:
         self.admin_url = with_database(url, "postgres")
 
     def execute(self, statement: str) -> None:
-        import psycopg
-
         with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as connection:
             # Database names come from database_name(), which allows letters, digits and _.
             connection.execute(statement)
 
     def value(self, query: str, database: str = "postgres") -> Any:
-        import psycopg
-
         url = with_database(self.url, database)
         with psycopg.connect(url, autocommit=True, connect_timeout=5) as connection:
             row = connection.execute(query).fetchone()
         return None if row is None else row[0]
 
     def backend_pids(self, database: str) -> list[int]:
-        import psycopg
-
         with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as connection:
             rows = connection.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = %s", [database]
@@ -249,8 +253,6 @@ class Postgres:
 
 
 def redis_client(url: str) -> Any:
-    import redis
-
     return redis.Redis.from_url(url, socket_connect_timeout=5)
 
 
@@ -261,22 +263,14 @@ def python() -> str:
     return sys.executable
 
 
-def run_step(command: Sequence[str], env: dict[str, str], log: Path | None = None) -> str:
-    """Run a child to completion; its output (or the log's tail) is shown if it fails."""
+def run_step(command: Sequence[str], env: dict[str, str]) -> None:
+    """Run a child to completion; its output is shown if it fails."""
     output = subprocess.run(  # noqa: S603 - our own interpreter and scripts
-        list(command),
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=log is None,
-        stdout=log.open("w") if log is not None else None,
-        stderr=subprocess.STDOUT if log is not None else None,
-        text=True,
-        check=False,
+        list(command), cwd=BASE_DIR, env=env, capture_output=True, text=True, check=False
     )
     if output.returncode != 0:
-        text = log.read_text() if log is not None else (output.stdout or "") + (output.stderr or "")
+        text = output.stdout + output.stderr
         raise SystemExit(f"{' '.join(command[:3])} failed ({output.returncode}):\n{text[-4000:]}")
-    return output.stdout or ""
 
 
 @dataclass
@@ -337,7 +331,11 @@ def wait_healthy(server: Server, logs: Path) -> None:
             return
         time.sleep(0.5)
     slug = "big" if server.dataset == BIG else "small"
-    log = (logs / f"gunicorn-{slug}.log").read_text()[-4000:]
+    log = "".join(
+        (logs / name).read_text()[-3000:]
+        for name in (f"gunicorn-{slug}.log", f"portal-{slug}.log")
+        if (logs / name).exists()
+    )
     raise SystemExit(f"gunicorn for {server.dataset} did not become healthy:\n{log}")
 
 
@@ -649,15 +647,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     servers: dict[str, Server] = {}
     created: list[str] = []
     finished = False
-    redis: Any = None
+    broker: Any = None
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     try:
         with steps.step("check PostgreSQL and Redis"):
             try:
                 postgres_version = str(postgres.value("SHOW server_version"))
-                redis = redis_client(arguments.redis_url)
-                redis_version = str(redis.info("server")["redis_version"])
-                redis.flushdb()
+                postgres_version += (
+                    " ("
+                    + ", ".join(
+                        f"{name} {postgres.value(f'SHOW {name}')}"
+                        for name in ("shared_buffers", "synchronous_commit", "autovacuum")
+                    )
+                    + ")"
+                )
+                broker = redis_client(arguments.redis_url)
+                redis_version = str(broker.info("server")["redis_version"])
+                broker.flushdb()
             except Exception as error:  # whatever it is, they are not reachable
                 raise SystemExit(
                     "make bench needs PostgreSQL (user postgres on 127.0.0.1:5432, or "
@@ -695,6 +701,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with steps.step("seed both databases (bench/seed.py)"):
             seed(settings, big_env, small_env, serve_small_and_sign_in)
+            # Write the seeded pages out now rather than in a checkpoint during the load.
+            postgres.execute("CHECKPOINT")
         plans = {
             BIG: _read_plan(workdir / "plan-big.json"),
             SMALL: _read_plan(workdir / "plan-small.json"),
@@ -736,9 +744,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in created:
                 with suppress(Exception):
                     postgres.drop(name)
-        if redis is not None:
+        if broker is not None:
             with suppress(Exception):
-                redis.flushdb()
+                broker.flushdb()
         if finished and not arguments.keep_logs:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
@@ -750,9 +758,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         machine=machine(),
         software={
             "Python": platform.python_version(),
+            "Django": metadata.version("django"),
             "PostgreSQL": postgres_version,
             "Redis": redis_version,
-            "gunicorn": f"{GUNICORN_WORKERS} sync workers, one server per dataset",
+            "gunicorn": f"{metadata.version('gunicorn')}: {GUNICORN_WORKERS} sync workers, "
+            "one server per dataset",
         },
         setup=setup_lines(arguments, users[BIG]),
         volumes={BIG: plans[BIG]["counts"], SMALL: plans[SMALL]["counts"]},
@@ -760,6 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         phases=phases,
         login=login_run,
         login_cpu_seconds=login_cpu,
+        login_concurrency=arguments.login_concurrency,
         micro=micro,
         micro_status=micro_status,
         notes=notes(arguments, phases, exhausted, plans),
@@ -792,6 +803,9 @@ def setup_lines(arguments: argparse.Namespace, users: Sequence[load.VirtualUser]
         f"{arguments.think_max:g} s between requests; each signs in through allauth's app API "
         "(password, then TOTP) and sends `X-Session-Token` on every request.",
         f"The mix (relative weights; submit for providers, accept for coordinators): {mix}.",
+        "Both databases are seeded with `COPY` (bench/seed.py: every index, constraint and "
+        "trigger in place, PHI encrypted by the models' own field code), then `VACUUM (ANALYZE)` "
+        "and a `CHECKPOINT` before any request.",
         f"Measured: {arguments.rounds} phases of {arguments.phase_seconds:.0f} s per dataset, "
         "alternating the two datasets so that load from other work hits both, after an "
         f"unrecorded warm-up of {arguments.warmup_seconds:.0f} s on each.",
@@ -825,8 +839,7 @@ def notes(
         found.append(
             f"For scale: the issue measured a bare DRF page of 25 rows on this machine at about "
             f"70 ms p95 (50 users, 4 sync workers, no COUNT); the bare list here: "
-            f"{bare.p95 * 1000:.0f} ms p95 ({bare.p50 * 1000:.0f} ms p50) with the other work "
-            "above."
+            f"{bare.p95 * 1000:.0f} ms p95 ({bare.p50 * 1000:.0f} ms p50)."
         )
     seconds = plans[BIG].get("seconds", {})
     if seconds:
