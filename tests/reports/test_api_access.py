@@ -78,20 +78,22 @@ def build_setup(cast: Cast) -> Setup:
     referral = referral_in_state(cast, "in_treatment", patient=patient)
     clinician = cast.user("clinician")
     start = timezone.localtime() - timedelta(days=3)
+    infusion = session(0, start)
+    # Relative to the infusion itself (10:00 that day), whatever time of day the test runs at.
     services.assessment_record(
         actor=clinician,
         referral=referral,
         instrument="phq9",
         answers=phq9_answers(18),
-        taken_at=start - timedelta(hours=2),
+        taken_at=infusion.started_at - timedelta(hours=2),
     )
-    services.infusion_session_record(actor=clinician, referral=referral, data=session(0, start))
+    services.infusion_session_record(actor=clinician, referral=referral, data=infusion)
     services.assessment_record(
         actor=clinician,
         referral=referral,
         instrument="phq9",
         answers=phq9_answers(9),
-        taken_at=start + timedelta(days=1),
+        taken_at=infusion.started_at + timedelta(days=1),
     )
     reports = []
     for _ in range(2):
