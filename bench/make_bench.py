@@ -791,8 +791,11 @@ def setup_lines(arguments: argparse.Namespace, users: Sequence[load.VirtualUser]
         "The portal: `DJANGO_ENV=production` (throw-away secrets generated for the run), "
         "`SECURE_SSL_REDIRECT=0` for plain HTTP on 127.0.0.1, `TRUSTED_PROXY_COUNT=1` (each "
         "virtual user sends its own `X-Forwarded-For`, as a TLS proxy would), Redis as cache and "
-        "Celery broker; no Celery worker runs, so e-mail tasks wait in Redis (publishing them "
-        "is part of each request, sending them is not).",
+        "Celery broker; no Celery worker runs, so tasks wait in Redis: publishing them is part "
+        "of each request, running them is not. A message send publishes one task, and the "
+        "worker records the participants' in-app notifications and outbox rows and sends the "
+        "e-mails (messaging.services.message_participants_notify), so that work, which the "
+        "request did itself before, is not in the send's figures.",
         f"gunicorn `bench.wsgi` with {GUNICORN_WORKERS} sync workers per dataset; `bench.wsgi` "
         "is `portal.wsgi` plus the bare baseline endpoints of bench/baseline.py (same "
         "middleware and session-token authentication; no MFA or scoping query, no audit, no "

@@ -152,9 +152,20 @@ class Message(BaseModel):
     )
     # Set when the clinic's coordinators were told that nobody at the clinic had read it.
     escalated_at = models.DateTimeField(null=True, blank=True)
+    # True from the sending transaction until a worker has told the thread's other participants
+    # (messaging.services.message_participants_notify); the periodic re-drive finds rows left
+    # True when the broker lost the task.
+    notify_pending = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["thread_id", "sequence"]
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                name="message_notify_pending",
+                condition=models.Q(notify_pending=True),
+            )
+        ]
         constraints = [
             models.UniqueConstraint(fields=["thread", "sequence"], name="message_thread_sequence"),
             models.CheckConstraint(
@@ -179,6 +190,19 @@ class Message(BaseModel):
     @property
     def is_retracted(self) -> bool:
         return self.retracted_at is not None
+
+    @property
+    def attachment_list(self) -> list[MessageAttachment]:
+        """The message's files: as prefetched for a page of messages (``PAGE_ATTACHMENTS``, a
+        plain list, without the per-message querysets of a plain prefetch), else read now."""
+        prefetched = self.__dict__.get(PAGE_ATTACHMENTS)
+        if prefetched is not None:
+            return list(prefetched)
+        return list(self.attachments.all())
+
+
+#: The attribute a page of messages gets its files in (``Prefetch("attachments", to_attr=...)``).
+PAGE_ATTACHMENTS = "page_attachments"
 
 
 class MessageAttachment(BaseModel):

@@ -36,6 +36,7 @@ from django.db.models import (
     Func,
     IntegerField,
     OuterRef,
+    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -47,6 +48,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from messaging.models import (
+    PAGE_ATTACHMENTS,
     Message,
     MessageAttachment,
     RetentionPolicy,
@@ -282,7 +284,9 @@ def message_list_for_thread(
     if since:
         messages = messages.filter(_since_filter(thread, since))
     direction, position = _decode_cursor(cursor) if cursor else ("", 0)
-    messages = messages.select_related("author").prefetch_related("attachments")
+    messages = messages.select_related("author").prefetch_related(
+        Prefetch("attachments", to_attr=PAGE_ATTACHMENTS)
+    )
     if direction == "before" or (not direction and newest):
         if direction:
             messages = messages.filter(sequence__lt=position)

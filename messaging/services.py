@@ -4,8 +4,9 @@
 - ``referral_thread_ensure``: the referral's thread (the referral event handler creates it when
   the referral is created; referrals older than messaging get theirs on their next event).
 - ``message_send``: validate, store encrypted (body and attachments), advance the thread, mark
-  it read for the author, audit, and notify every other participant (no PHI: the reference
-  number and a link).
+  it read for the author, audit, and have every other participant notified (no PHI: the
+  reference number and a link) by a worker after the commit: ``message_participants_notify``,
+  with ``messages_notify_pending`` re-driving what a lost task left undone.
 - ``system_message_post`` (also called by the reports app) and the referral event handler's
   system messages: no author, no notification (the referral's own notifications cover them).
 - ``message_retract``: the author, within 15 minutes; the body and attachments are destroyed,
@@ -32,7 +33,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from messaging import permissions
+# ``tasks`` as a module: it imports this module back (resolved at call time).
+from messaging import permissions, tasks
 from messaging.models import (
     BODY_MAX_LENGTH,
     SUBJECT_MAX_LENGTH,
@@ -48,11 +50,12 @@ from messaging.models import (
     ThreadReadState,
 )
 from messaging.selectors import ATTACHMENT_PURPOSE
-from portal.accounts.models import CLINIC_ROLES, Organization, Role, User
+from portal.accounts.models import CLINIC_ROLES, Membership, Organization, Role, User
 from portal.accounts.permissions import role_in
-from portal.accounts.selectors import clinic_staff_for_clinic, practice_members_for_practice
+from portal.accounts.selectors import clinic_staff_for_clinic
 from portal.api.errors import Conflict, Forbidden, NotFound, ServiceError
 from portal.audit.services import audit_denied, audit_record
+from portal.core.queue import enqueue_on_commit
 from portal.crypto.storage import delete_encrypted_file, store_encrypted_file
 from portal.notifications.services import notify
 from portal.uploads import ValidatedUpload, validate_upload
@@ -67,6 +70,9 @@ ESCALATE_AFTER: Final = timedelta(hours=24)
 ESCALATION_BATCH: Final = 200
 RETENTION_BATCH: Final = 500
 NEW_MESSAGE_EVENT: Final = "message.new"
+# A message whose notifications are still pending this long after it was sent lost its task.
+NOTIFY_REDRIVE_MIN_AGE: Final = timedelta(minutes=1)
+NOTIFY_REDRIVE_BATCH: Final = 200
 UNANSWERED_EVENT: Final = "message.unanswered"
 
 T = TypeVar("T")
@@ -153,13 +159,24 @@ def _validated_uploads(files: Sequence[IO[bytes]]) -> list[ValidatedUpload]:
 def thread_participants(thread: Thread) -> list[User]:
     """Everyone who takes part now: the practice's active members and, unless the referral is
     still a draft, the clinic's staff."""
-    users: dict[int, User] = {
-        user.pk: user for user in practice_members_for_practice(thread.practice)
-    }
+    members = Q(
+        organization_id=thread.practice_id,
+        organization__kind=Organization.Kind.PRACTICE,
+    )
     if permissions.clinic_takes_part(thread):
-        for user in clinic_staff_for_clinic(thread.clinic, roles=list(CLINIC_ROLES)):
-            users.setdefault(user.pk, user)
-    return list(users.values())
+        members |= Q(
+            organization_id=thread.clinic_id,
+            organization__kind=Organization.Kind.CLINIC,
+            role__in=list(CLINIC_ROLES),
+        )
+    # One query for both sides (a message notifies all of them).
+    return list(
+        User.objects.filter(
+            is_active=True, memberships__in=Membership.objects.filter(members, is_active=True)
+        )
+        .distinct()
+        .order_by("email")
+    )
 
 
 def _lock_thread(thread: Thread) -> Thread:
@@ -182,6 +199,7 @@ def _append(
     author: User | None = None,
     side: str = "",
     caused_by: User | None = None,
+    notify_pending: bool = False,
 ) -> Message:
     """Add a message to a thread locked by the caller: the next sequence, the activity time."""
     thread.last_sequence += 1
@@ -193,6 +211,7 @@ def _append(
         author_side=side,
         caused_by=caused_by,
         body=body,
+        notify_pending=notify_pending,
     )
     message.save(force_insert=True)
     thread.last_message_at = message.created_at
@@ -226,8 +245,19 @@ def _store_attachments(
     return stored
 
 
-def _advance_read_position(user: User, thread: Thread, sequence: int, now: datetime) -> bool:
-    """Move the user's read position forward to ``sequence``; never backwards. True if moved."""
+def _advance_read_position(
+    user: User, thread: Thread, sequence: int, now: datetime, *, just_posted: bool = False
+) -> bool:
+    """Move the user's read position forward to ``sequence``; never backwards. True if moved.
+
+    ``just_posted``: ``sequence`` is the user's own new message, the newest of the thread, so an
+    existing position is behind it and one UPDATE usually does it."""
+    if just_posted:
+        moved = ThreadReadState.objects.filter(
+            thread=thread, user=user, last_read_sequence__lt=sequence
+        ).update(last_read_sequence=sequence, last_read_at=now)
+        if moved:
+            return True
     state, created = ThreadReadState.objects.get_or_create(
         thread=thread, user=user, defaults={"last_read_sequence": sequence, "last_read_at": now}
     )
@@ -411,21 +441,34 @@ def message_send(
 
     The access check runs before any file is looked at. Sending also marks the thread read for
     the author up to their own message: they wrote it looking at the conversation. Every other
-    participant is notified ("message.new" with the thread's reference and link, no content);
-    immediate or digest e-mail is their own preference.
+    participant is notified ("message.new" with the thread's reference and link, no content;
+    immediate or digest e-mail is their own preference) by a worker once this commits.
     """
     text = validated_body(body, allow_empty=bool(attachments))
-    _run_denying(actor, lambda: _check_may_post(actor, thread))
+    if attachments:
+        # Files are looked at only for someone who may post here.
+        _run_denying(actor, lambda: _check_may_post(actor, thread))
     validated = _validated_uploads(attachments)
 
     def work() -> Message:
         locked = _check_may_post(actor, thread)
         side = permissions.author_side(access_for(actor), locked)
-        message = _append(locked, kind=MessageKind.USER, body=text, author=actor, side=side)
+        message = _append(
+            locked,
+            kind=MessageKind.USER,
+            body=text,
+            author=actor,
+            side=side,
+            notify_pending=True,
+        )
         stored = _store_attachments(message, actor, attachments, validated)
-        _advance_read_position(actor, locked, message.sequence, message.created_at)
+        _advance_read_position(
+            actor, locked, message.sequence, message.created_at, just_posted=True
+        )
         _audit_sent(actor, message, locked, len(stored))
-        _notify_participants(locked, actor, NEW_MESSAGE_EVENT)
+        # The participants (thirty or more in a busy practice) are told by a worker after the
+        # commit; the message row marks the work until it is done (see notify_pending).
+        enqueue_on_commit(tasks.notify_participants, message.pk)
         return message
 
     message = _run_denying(actor, work)
@@ -434,6 +477,46 @@ def message_send(
         extra={"thread_id": str(thread.public_id), "message_id": str(message.public_id)},
     )
     return message
+
+
+def message_participants_notify(*, message_id: int) -> bool:
+    """Tell everyone else in the message's thread about it ("message.new"), once.
+
+    Runs on a worker after ``message_send`` commits, and from the re-drive. The message row is
+    locked and its ``notify_pending`` cleared in the same transaction as the notifications, so a
+    second run (a redelivered task, the re-drive racing the task) finds nothing to do. A message
+    retracted in the meantime is not announced. True when this call did the work.
+    """
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update(of=("self",), skip_locked=True)
+            .select_related("author", "thread__referral", "thread__practice", "thread__clinic")
+            .filter(pk=message_id, notify_pending=True)
+            .first()
+        )
+        if message is None:
+            return False
+        if message.retracted_at is None:
+            _notify_participants(message.thread, message.author, NEW_MESSAGE_EVENT)
+        Message.objects.filter(pk=message.pk).update(notify_pending=False)
+    return True
+
+
+def messages_notify_pending(
+    *, now: datetime | None = None, batch_size: int = NOTIFY_REDRIVE_BATCH
+) -> list[int]:
+    """Do the notifications whose task the broker lost (still pending a minute after the send);
+    returns the message ids handled. Oldest first, a bounded batch per run."""
+    now = now or timezone.now()
+    pending = list(
+        Message.objects.filter(notify_pending=True, created_at__lte=now - NOTIFY_REDRIVE_MIN_AGE)
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+    done = [pk for pk in pending if message_participants_notify(message_id=pk)]
+    if done:
+        logger.info("message.notify_redriven", extra={"messages": len(done)})
+    return done
 
 
 def _post_system(thread: Thread, text: str, caused_by: User | None) -> Message:

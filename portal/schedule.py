@@ -34,6 +34,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "reports.request_maintenance_reports",
         "schedule": crontab(hour=6, minute=5),
     },
+    # New messages whose notification task the broker lost: notify their threads now.
+    "messaging-notify-pending": {"task": "messaging.notify_pending", "schedule": 60.0},
     # Tells the coordinators about practice messages unread at the clinic for 24 hours (once each).
     "messaging-escalate-unread": {"task": "messaging.escalate_unread", "schedule": 900.0},
     # Archives messages past the clinic's retention, then purges expired archives; a legal hold

@@ -11,8 +11,14 @@
    8 KiB, or anywhere in a text file, is refused; so are data appended after a PNG's or PDF's
    end (the usual polyglot trick) and files whose name extension or declared content type
    contradicts the content;
-3. the file name: reduced to its last path component, control and bidi-override characters
-   removed, capped at 120 characters, the right extension appended when it had none;
+3. the file name, as the client sent it: one carrying a path trick is refused (400
+   ``invalid_file_name``): a ``/`` or ``\\``, a name of dots only (``.``, ``..``), a control
+   character (NUL, newline...), a format character (bidi overrides such as U+202E), or
+   nothing but spaces; the same after NFKC, so a fullwidth solidus or a two-dot leader is no
+   way round. Any other name is only tidied for display (``sanitise_filename``): NFC,
+   ``<>:"|?*`` replaced, whitespace collapsed, capped at 120 characters keeping the extension,
+   the right extension appended when it had none. A storage path never comes from the name:
+   the encrypted store names files at random;
 4. the malware-scan hook ``settings.PORTAL_MALWARE_SCANNER``: a dotted path to a
    ``callable(file) -> ScanResult``. Development defaults to ``portal.uploads.not_scanned``
    (records that nothing was scanned); production has no default and refuses every upload
@@ -27,6 +33,15 @@ content.
 which write any upload above 2.5 MB to a plaintext temporary file: uploads stay in memory up to
 the size limit, and a larger one is counted but not kept, so the view sees its real size and
 ``validate_upload`` answers 413.
+
+Django's multipart parser cuts a file name down to its last path component and drops
+non-printable characters before anything else sees it, so ``../../etc/passwd.pdf`` would arrive
+as ``passwd.pdf`` and the check in point 3 could never refuse it.
+``portal.api.parsers.RawNameMultiPartParser`` keeps the name as sent; it parses the pages'
+requests (``portal.core.upload_middleware``) and the API's (``portal.api.parsers``'s
+``MultiPartParser``). ``MemoryOnlyUploadHandler`` then gives each file a display-safe ``name``
+(``UploadedFile`` would cut it down again, or raise for ``..``) and keeps the name as sent in
+``raw_name``, which ``validate_upload`` checks first.
 """
 
 from __future__ import annotations
@@ -50,9 +65,11 @@ from portal.api.errors import ServiceError
 __all__ = [
     "MemoryOnlyUploadHandler",
     "OversizedUpload",
+    "ReceivedUpload",
     "ScanResult",
     "UploadRejected",
     "ValidatedUpload",
+    "check_file_name",
     "not_scanned",
     "sanitise_filename",
     "validate_upload",
@@ -146,13 +163,49 @@ def not_scanned(file: IO[bytes]) -> ScanResult:
 # --- file names -------------------------------------------------------------------------------
 
 
+#: Characters refused in a name: control (Cc: NUL, newline, DEL...), format (Cf: bidi
+#: overrides and isolates, zero-width spaces, soft hyphen...) and lone surrogates, except the
+#: two joiners Persian, Indic scripts and emoji sequences need (dropped from the display name).
+_REFUSED_NAME_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs"})
+_ALLOWED_FORMAT_CHARS: Final = frozenset({"\u200c", "\u200d"})
+_INVALID_NAME_MESSAGE: Final = (
+    "The file name is not accepted: use a plain file name, without folders or special "
+    "characters, and upload it again."
+)
+
+
+def _has_path_trick(name: str) -> bool:
+    if "/" in name or "\\" in name:
+        return True
+    if set(name.strip()) <= {"."}:
+        # Empty, nothing but spaces, or dots only ("." and ".." among them).
+        return True
+    return any(
+        unicodedata.category(ch) in _REFUSED_NAME_CATEGORIES and ch not in _ALLOWED_FORMAT_CHARS
+        for ch in name
+    )
+
+
+def check_file_name(name: str) -> None:
+    """Refuse (400 ``invalid_file_name``) a name as the client sent it that is a path, a path
+    component of dots, empty, or carries control or format (bidi) characters.
+
+    Checked as sent and after NFKC too (a fullwidth solidus, a two-dot leader). The message
+    never repeats the name.
+    """
+    if _has_path_trick(name) or _has_path_trick(unicodedata.normalize("NFKC", name)):
+        raise UploadRejected(_INVALID_NAME_MESSAGE, "invalid_file_name")
+
+
 def sanitise_filename(name: str | None, *, content_type: str | None = None) -> str:
     """A display name safe to store and to put in ``Content-Disposition``.
 
-    Keeps only the last path component (``/`` or ``\\``), drops control, format (bidi
-    overrides such as U+202E) and unassigned characters and ``<>:"|?*``, collapses whitespace,
-    strips leading/trailing dots and spaces, caps the length at ``MAX_NAME_LENGTH`` keeping the
-    extension, and appends the content type's extension when there is none.
+    Uploads reach it only after ``check_file_name`` accepted the name as sent, so for them it
+    is cosmetic; on its own it still makes any string safe. Keeps only the last path component
+    (``/`` or ``\\``), drops control, format (bidi overrides such as U+202E) and unassigned
+    characters and ``<>:"|?*``, collapses whitespace, strips leading/trailing dots and spaces,
+    caps the length at ``MAX_NAME_LENGTH`` keeping the extension, and appends the content
+    type's extension when there is none.
     """
     text = unicodedata.normalize("NFC", name or "")
     text = re.split(r"[\\/]", text)[-1]
@@ -325,6 +378,12 @@ def validate_upload(uploaded_file: Any) -> ValidatedUpload:
     """Check an uploaded file (a Django ``UploadedFile`` or any seekable binary file with
     ``name``); raise ``UploadRejected`` or return what was found. Leaves the file at offset 0.
     """
+    # The name as the client sent it (``raw_name`` from ``MemoryOnlyUploadHandler``), first.
+    raw_name = getattr(uploaded_file, "raw_name", None)
+    if not isinstance(raw_name, str):
+        raw_name = getattr(uploaded_file, "name", None)
+    if isinstance(raw_name, str):
+        check_file_name(raw_name)
     limit = int(settings.PORTAL_UPLOAD_MAX_BYTES)
     if isinstance(uploaded_file, OversizedUpload):
         raise UploadRejected(uploaded_file.message(limit), "file_too_large")
@@ -340,7 +399,6 @@ def validate_upload(uploaded_file: Any) -> ValidatedUpload:
     if inspection.size == 0:
         raise UploadRejected("The file is empty.", "empty_file")
     detected = _detect(inspection)
-    raw_name = getattr(uploaded_file, "name", None)
     name = sanitise_filename(raw_name if isinstance(raw_name, str) else None)
     _check_declared(detected, name, getattr(uploaded_file, "content_type", None))
     _scan(file)
@@ -354,14 +412,27 @@ def validate_upload(uploaded_file: Any) -> ValidatedUpload:
 # --- keeping uploads off disk -----------------------------------------------------------------
 
 
+class ReceivedUpload(InMemoryUploadedFile):
+    """An upload held in memory: ``name`` is display-safe (``sanitise_filename``), ``raw_name``
+    is what the client sent, for ``validate_upload`` to check."""
+
+    def __init__(self, *, raw_name: str, **kwargs: Any) -> None:
+        self.raw_name = raw_name
+        super().__init__(name=sanitise_filename(raw_name), **kwargs)
+
+
 class OversizedUpload(UploadedFile):
     """Stands in for an upload that went over the limit: its real ``size``, and no content.
 
-    Reading it raises ``UploadRejected`` so it cannot be stored by mistake.
+    Reading it raises ``UploadRejected`` so it cannot be stored by mistake. ``raw_name`` is the
+    name as sent, ``name`` a display-safe one.
     """
 
     def __init__(self, *, name: str, content_type: str, size: int, whole_request: bool) -> None:
-        super().__init__(BytesIO(), name=name, content_type=content_type, size=size)
+        self.raw_name = name
+        super().__init__(
+            BytesIO(), name=sanitise_filename(name), content_type=content_type, size=size
+        )
         self.whole_request = whole_request
 
     def message(self, limit: int) -> str:
@@ -381,7 +452,9 @@ class MemoryOnlyUploadHandler(FileUploadHandler):
 
     A file over ``PORTAL_UPLOAD_MAX_BYTES``, or one that would take the request's files over
     ``PORTAL_UPLOAD_MAX_REQUEST_BYTES``, is counted but not kept: it arrives as an
-    ``OversizedUpload`` with its real size, which ``validate_upload`` refuses with 413.
+    ``OversizedUpload`` with its real size, which ``validate_upload`` refuses with 413. Both
+    keep the name as sent in ``raw_name`` (``portal.api.parsers.RawNameMultiPartParser`` passes
+    it on unchanged).
     """
 
     def __init__(self, request: HttpRequest | None = None) -> None:
@@ -424,10 +497,10 @@ class MemoryOnlyUploadHandler(FileUploadHandler):
                 whole_request=self.overflow == "request",
             )
         self.buffer.seek(0)
-        return InMemoryUploadedFile(
+        return ReceivedUpload(
             file=self.buffer,
             field_name=self.field_name,
-            name=self.file_name,
+            raw_name=self.file_name or "",
             content_type=self.content_type,
             size=file_size,
             charset=self.charset,

@@ -21,6 +21,7 @@ from typing import Final
 
 from portal.accounts.models import CLINIC_ROLES, PRACTICE_ROLES, Membership, Organization, Role
 from portal.accounts.permissions import AnyUser, is_signed_in
+from portal.core.request_cache import remember
 from referrals.models import Referral, ReferralStatus
 
 REFERRER: Final = "referrer"
@@ -49,10 +50,15 @@ class Access:
 
 
 def access_for(user: AnyUser | None) -> Access:
-    """Snapshot the user's active memberships (one query); nothing for anonymous or inactive."""
+    """Snapshot the user's active memberships (one query, once per request: see
+    ``portal.core.request_cache``); nothing for anonymous or inactive users."""
     user_id = user.pk if user is not None and is_signed_in(user) else None
     if user_id is None:
         return Access(user_id=None)
+    return remember(("access", int(user_id)), lambda: _read_access(int(user_id)))
+
+
+def _read_access(user_id: int) -> Access:
     rows = Membership.objects.filter(
         user_id=user_id, is_active=True, user__is_active=True
     ).values_list("organization_id", "organization__kind", "role")
@@ -68,7 +74,7 @@ def access_for(user: AnyUser | None) -> Access:
             continue
         roles[organization_id] = role
     return Access(
-        user_id=int(user_id),
+        user_id=user_id,
         roles=roles,
         clinic_ids=frozenset(clinics),
         practice_ids=frozenset(practices),

@@ -128,7 +128,13 @@ def referral_get_for_user(*, user: AnyUser, public_id: uuid.UUID | str) -> Refer
     if parsed is not None and access.user_id is not None:
         referral = (
             Referral.objects.filter(_visible_filter(access), public_id=parsed)
-            .select_related("practice", "clinic", "provider", "created_by", "patient")
+            .select_related(
+                "practice",
+                "clinic__referral_settings",
+                "provider",
+                "created_by",
+                "patient",
+            )
             .first()
         )
     if referral is None:

@@ -97,9 +97,12 @@ def referral_portal_path(referral: Referral) -> str:
 
 
 def clinic_settings_for(clinic: Organization) -> ClinicSettings:
-    """The clinic's referral settings, or unsaved defaults when it has no row."""
-    found = ClinicSettings.objects.filter(clinic=clinic).first()
-    return found if found is not None else ClinicSettings(clinic=clinic)
+    """The clinic's referral settings, or unsaved defaults when it has no row (no query when the
+    clinic was read with ``select_related("clinic__referral_settings")``)."""
+    try:
+        return clinic.referral_settings
+    except ClinicSettings.DoesNotExist:
+        return ClinicSettings(clinic=clinic)
 
 
 # --- shared steps --------------------------------------------------------------------------------

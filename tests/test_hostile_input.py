@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,11 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from messaging import services as messaging_services
-from messaging.models import Thread
+from messaging.models import Message, MessageAttachment, Thread
+from portal.audit.models import AuditEvent
 from referrals.models import Attachment, Referral, ReferralStatus
 from tests.personas import Cast
+from tests.portal.multipart import MULTIPART, multipart_body
 from tests.referrals.factories import referral_in_state
 from tests.referrals.helpers import api_client, enqueued
 from tests.scanners import EICAR
@@ -495,44 +497,187 @@ def test_script_in_a_message_is_stored_as_text_and_escaped_on_the_thread_page(
 
 # --- uploads: names and content ------------------------------------------------------------------
 
+INVALID_NAME = (
+    "The file name is not accepted: use a plain file name, without folders or special "
+    "characters, and upload it again."
+)
+# Sent exactly as written (tests.portal.multipart): the test clients would send basenames.
+PATH_TRICKS = {
+    "traversal": "../../etc/passwd",
+    "traversal-with-extension": "../../etc/passwd.pdf",
+    "absolute": "/etc/shadow.pdf",
+    "windows-path": "C:\\Users\\x\\scan.pdf",
+    "windows-traversal": "..\\..\\boot.pdf",
+    "nul": "a\x00b.pdf",
+    "dot-dot": "..",
+    "dot": ".",
+    "bidi-override": "report\u202efdp.exe.pdf",
+    "newline": "line\nbreak.pdf",
+    "tab": "tab\tname.pdf",
+    "only-spaces": "   ",
+    # Django unescapes HTML entities in names: &#47; is a slash by then.
+    "entity-slash": "..&#47;..&#47;etc&#47;passwd.pdf",
+    # NFKC turns these into "../": no way round the check.
+    "fullwidth": "\uff0e\uff0e\uff0fpasswd.pdf",
+    # A slash is a slash, markup or not.
+    "markup-with-slash": "<script>alert(1)</script>.pdf",
+}
 
+
+def _media_files() -> set[Path]:
+    return {path for path in Path(settings.MEDIA_ROOT).rglob("*") if path.is_file()}
+
+
+def _upload_call(client: APIClient, target: Target, where: str, name: str) -> Callable[[], Any]:
+    """A multipart upload of a PDF named exactly ``name`` to a referral or a thread."""
+    if where == "referral":
+        body = multipart_body([("file", name, PDF_BYTES)])
+        return lambda: _raw(client, "POST", target.upload, body, MULTIPART)
+    body = multipart_body([("attachments", name, PDF_BYTES)], {"body": "See attached."})
+    return lambda: _raw(client, "POST", target.send, body, MULTIPART)
+
+
+@pytest.mark.parametrize("where", ["referral", "message"])
+@pytest.mark.parametrize("name", PATH_TRICKS.values(), ids=PATH_TRICKS.keys())
+def test_an_upload_name_with_a_path_trick_is_refused(
+    cast: Cast, target: Target, refused: Any, where: str, name: str
+) -> None:
+    """Names are checked as the client sent them (Django's parser would have cut them down to a
+    harmless-looking last component first): a path trick is a 400, and nothing is stored."""
+    files_before = _media_files()
+    messages_before = Message.objects.count()
+
+    body = refused(_upload_call(api_client(cast, "provider"), target, where, name), 400)
+
+    assert body == {"detail": INVALID_NAME, "code": "invalid_file_name"}
+    assert _media_files() == files_before
+    assert Message.objects.count() == messages_before
+
+
+@pytest.mark.parametrize("where", ["referral", "message"])
 @pytest.mark.parametrize(
     ("name", "stored_as"),
     [
-        ("../../etc/passwd", "passwd.pdf"),
-        ("../../etc/passwd.pdf", "passwd.pdf"),
-        ("/etc/shadow.pdf", "shadow.pdf"),
-        ("a\x00b.pdf", "ab.pdf"),
-        ("x" * 1000 + ".pdf", "x" * 116 + ".pdf"),
-        ("<script>alert(1)</script>.pdf", "script_.pdf"),
+        # Long is not a trick: capped at 120 characters, keeping the extension.
+        ("x" * 500 + ".pdf", "x" * 116 + ".pdf"),
+        # Markup without a slash is only a name: stored without its angle brackets.
+        ("<img src=x onerror=alert(1)>.pdf", "_img src=x onerror=alert(1)_.pdf"),
+        ("résumé 2026.pdf", "résumé 2026.pdf"),
+        ("...hidden.PDF", "hidden.pdf"),
     ],
-    ids=["traversal", "traversal-with-extension", "absolute", "nul", "very-long", "markup"],
+    ids=["very-long", "markup", "unicode", "leading-dots"],
 )
-def test_an_upload_name_is_reduced_to_a_safe_display_name(
-    cast: Cast, target: Target, name: str, stored_as: str
+def test_an_ordinary_upload_name_is_stored_as_a_tidy_display_name(
+    cast: Cast, target: Target, where: str, name: str, stored_as: str
 ) -> None:
-    """Names are not paths here: only the sanitised last component is kept, for display and for
-    the download's Content-Disposition; the bytes go to the encrypted store under a random name."""
+    """Legitimate names are accepted, tidied for display and for the download's
+    Content-Disposition; the bytes go to the encrypted store under a random name."""
     media_root = Path(settings.MEDIA_ROOT)
-    before = {path for path in media_root.rglob("*") if path.is_file()}
+    before = _media_files()
     provider = api_client(cast, "provider")
 
-    response = provider.post(target.upload, {"file": pdf_upload(name)}, format="multipart")
+    response = _upload_call(provider, target, where, name)()
 
     assert response.status_code == 201, response.content
-    assert response.json()["original_name"] == stored_as
-    attachment = Attachment.objects.get(public_id=response.json()["id"])
-    assert attachment.original_name == stored_as
-    added = {path for path in media_root.rglob("*") if path.is_file()} - before
-    assert len(added) == 1
-    (stored,) = added
-    assert stored.resolve().is_relative_to(media_root.resolve())
-    assert "passwd" not in stored.name
-    assert "shadow" not in stored.name
-    disposition = provider.get(response.json()["download_url"])["Content-Disposition"]
+    if where == "referral":
+        stored = response.json()
+        assert stored["original_name"] == stored_as
+        assert Attachment.objects.get(public_id=stored["id"]).original_name == stored_as
+    else:
+        (stored,) = response.json()["attachments"]
+        assert stored["name"] == stored_as
+        assert MessageAttachment.objects.get(public_id=stored["id"]).original_name == stored_as
+    (added,) = _media_files() - before
+    assert added.resolve().is_relative_to(media_root.resolve())
+    assert stored_as not in added.name
+    assert "<" not in stored_as
+    disposition = provider.get(stored["download_url"])["Content-Disposition"]
     assert disposition.startswith("attachment;")
     assert "/" not in disposition
-    assert ".." not in disposition
+    assert "<" not in disposition
+
+
+def _csrf_client(cast: Cast, page: str) -> tuple[Client, str]:
+    """A signed-in browser that enforces CSRF, and the form token from ``page``.
+
+    Posting the token as a form field (no header) makes the CSRF middleware parse the body,
+    before the view and outside it, as a browser's post does: names are kept as sent there too.
+    """
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(cast.user("provider"))
+    response = client.get(page)
+    assert response.status_code == 200, page
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', response.content.decode())
+    assert match is not None
+    return client, match.group(1)
+
+
+def _stored() -> tuple[Any, ...]:
+    """What a page upload could leave behind. Re-showing a referral's page audits a read, so
+    allowed audit events other than reads are counted (every change leaves one)."""
+    return (
+        everything(),
+        Attachment.objects.count(),
+        Message.objects.count(),
+        AuditEvent.objects.filter(outcome="allowed").exclude(action__endswith=".read").count(),
+        _media_files(),
+    )
+
+
+def _without_read_audit(state: tuple[Any, ...]) -> tuple[Any, ...]:
+    outcome, *rest = state[0]
+    outcome = replace(outcome, referrals=replace(outcome.referrals, allowed_audit=0))
+    return ((outcome, *rest), *state[1:])
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../etc/passwd.pdf", "..", "report\u202efdp.exe.pdf"],
+    ids=["traversal", "dot-dot", "bidi-override"],
+)
+def test_a_path_trick_on_the_referral_attachment_page_is_a_form_error(
+    cast: Cast, target: Target, name: str
+) -> None:
+    page = f"/referrals/{target.draft.public_id}/edit/attachments/"
+    client, token = _csrf_client(cast, page)
+    before = _stored()
+
+    response = client.post(
+        page,
+        multipart_body([("file", name, PDF_BYTES)], {"csrfmiddlewaretoken": token}),
+        content_type=MULTIPART,
+    )
+
+    assert response.status_code == 400
+    assert f'<a href="#id_file">Add a record: {INVALID_NAME}</a>' in response.content.decode()
+    assert _without_read_audit(_stored()) == _without_read_audit(before)
+
+
+@pytest.mark.parametrize("form", ["thread", "new-thread"])
+def test_a_path_trick_on_the_message_pages_is_a_form_error(
+    cast: Cast, target: Target, form: str
+) -> None:
+    thread = f"/messages/{target.thread.public_id}/"
+    client, token = _csrf_client(cast, thread if form == "thread" else "/messages/new/")
+    fields = {"csrfmiddlewaretoken": token, "body": "See attached."}
+    path = f"{thread}send/"
+    if form == "new-thread":
+        fields["subject"] = "Records"
+        path = "/messages/new/"
+    before = _stored()
+
+    response = client.post(
+        path,
+        multipart_body([("attachments", "../../etc/passwd.pdf", PDF_BYTES)], fields),
+        content_type=MULTIPART,
+    )
+
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert f"<li>{INVALID_NAME}</li>" in html
+    assert ('id="composer-files-errors"' if form == "thread" else "id_attachments_error") in html
+    assert "passwd" not in html
+    assert _stored() == before
 
 
 # What a client sends when it does not know the type: the content alone decides.
@@ -551,7 +696,7 @@ POLYGLOT_IDS += ["exe", "eicar"]
         ("image.png", b'<svg xmlns="http://www.w3.org/2000/svg"><script/></svg>', 415,
          "active_content"),
         ("letter.pdf", PNG_BYTES, 415, "type_mismatch"),
-        ("..\\..\\boot.ini", PDF_BYTES, 415, "type_mismatch"),
+        ("boot.ini", PDF_BYTES, 415, "type_mismatch"),
         ("program.exe", b"MZ\x90\x00" + b"\x00" * 64, 415, "unsupported_type"),
         # A well-formed PDF carrying the anti-virus test string: the (fake) scanner refuses it.
         ("letter.pdf", PDF_BYTES + EICAR, 400, "malware_detected"),

@@ -45,12 +45,12 @@ SMALL_PAGE, LARGE_PAGE = 10, 50
 BUDGETS: dict[str, int] = {
     "/api/v1/audit-events/": 4,
     "/api/v1/notifications/": 2,
-    "/api/v1/referrals/": 4,
+    "/api/v1/referrals/": 3,
     "/api/v1/referrals/{referral_id}/assessments/": 5,
     "/api/v1/referrals/{referral_id}/attachments/": 5,
     "/api/v1/referrals/{referral_id}/events/": 5,
     "/api/v1/referrals/{referral_id}/infusions/": 5,
-    "/api/v1/referrals/{referral_id}/reports/": 5,
+    "/api/v1/referrals/{referral_id}/reports/": 4,
     "/api/v1/threads/": 4,
     "/api/v1/threads/{thread_id}/messages/": 6,
 }

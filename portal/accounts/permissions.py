@@ -1,8 +1,8 @@
 """Who may do what with identities: small predicates, one condition per line.
 
-Every predicate reads the memberships afresh, so a deactivated user or membership loses its rights
-on the very next call. Services, selectors, views and API permission classes all use these; no check
-is re-implemented inline.
+Every predicate reads the memberships afresh (MFA enrolment once per request), so a deactivated
+user or membership loses its rights on the very next request. Services, selectors, views and API
+permission classes all use these; no check is re-implemented inline.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from portal.accounts.models import (
     Role,
     User,
 )
+from portal.core.request_cache import remember
 
 AnyUser = AbstractBaseUser | AnonymousUser
 
@@ -48,7 +49,10 @@ def has_mfa(user: AnyUser | None) -> bool:
     user_id = signed_in_user_id(user)
     if user_id is None:
         return False
-    return Authenticator.objects.filter(user_id=user_id, type__in=MFA_AUTHENTICATOR_TYPES).exists()
+    return remember(
+        ("has_mfa", user_id),
+        Authenticator.objects.filter(user_id=user_id, type__in=MFA_AUTHENTICATOR_TYPES).exists,
+    )
 
 
 def is_member(user: AnyUser | None, organization: Organization) -> bool:

@@ -25,6 +25,12 @@ def send_email_delivery(delivery_id: int) -> None:
     services.email_delivery_send(delivery_id=delivery_id)
 
 
+@shared_task(name="notifications.send_email_deliveries", ignore_result=True)
+def send_email_deliveries(delivery_ids: list[int]) -> None:
+    """Hand several outbox e-mails to one send task each (a request publishes this task once)."""
+    services.publish_email_deliveries(delivery_ids)
+
+
 @shared_task(name="notifications.redrive_pending_deliveries", ignore_result=True)
 def redrive_pending_deliveries() -> None:
     """Periodic: enqueue again the deliveries that were recorded but never picked up."""

@@ -4,6 +4,7 @@ change), retraction, and the pinned query counts of a 10,000-message thread."""
 from __future__ import annotations
 
 import datetime
+import json
 import uuid
 from typing import Any
 
@@ -17,6 +18,7 @@ from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from messaging import services
+from messaging.apis import MessageOutputSerializer
 from messaging.models import (
     BODY_MAX_LENGTH,
     Message,
@@ -161,6 +163,34 @@ def test_message_shape_for_user_system_and_retracted_messages(
     assert download.status_code == 200
     assert download["Content-Disposition"] == 'attachment; filename="letter.pdf"'
     assert download.getvalue().startswith(b"%PDF-1.4")
+
+
+def test_the_direct_message_output_equals_drf_field_by_field_output(
+    cast: Cast, referral: Referral, referral_thread: Thread, send: Send
+) -> None:
+    """MessageOutputSerializer builds its output directly (speed); its declared fields describe it
+    in the schema. Both must give the same keys, in the same order, with the same values."""
+    send("provider", referral_thread, "With files.", attachments=[pdf_upload(), text_upload()])
+    services.system_message_post(referral=referral, text="Progress report 2 is ready.")
+    taken_back = send("coordinator", referral_thread, "Oops.")
+    services.message_retract(actor=cast.user("coordinator"), message=taken_back)
+    messages = list(
+        Message.objects.filter(thread=referral_thread)
+        .select_related("author")
+        .prefetch_related("attachments")
+        .order_by("sequence")
+    )
+    serializer = MessageOutputSerializer()
+
+    direct = [serializer.to_representation(message) for message in messages]
+    by_fields = [
+        serializers.Serializer.to_representation(serializer, message) for message in messages
+    ]
+
+    assert len(direct) == 3
+    assert json.loads(json.dumps(direct)) == json.loads(json.dumps(by_fields))
+    assert [list(item) for item in direct] == [list(item) for item in by_fields]
+    assert [len(item["attachments"]) for item in direct] == [2, 0, 0]
 
 
 def test_creating_a_general_thread(cast: Cast) -> None:

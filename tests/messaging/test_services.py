@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from messaging import selectors, services
+from messaging import tasks as messaging_tasks
 from messaging.models import (
     BODY_MAX_LENGTH,
     Message,
@@ -24,6 +25,7 @@ from messaging.models import (
     ThreadReadState,
 )
 from messaging.selectors import ATTACHMENT_PURPOSE
+from portal.accounts.selectors import practice_members_for_practice
 from portal.api.errors import Conflict, Forbidden, NotFound, ServiceError
 from portal.audit.models import AuditEvent
 from portal.crypto.models import EncryptedFile
@@ -79,7 +81,7 @@ def test_the_clinic_takes_part_in_a_referral_thread_only_once_it_is_submitted(ca
     with pytest.raises(NotFound):
         selectors.thread_get_for_user(user=coordinator, public_id=thread.public_id)
     assert services.thread_participants(thread) == list(
-        services.practice_members_for_practice(cast.practice)
+        practice_members_for_practice(cast.practice)
     )
 
     referral_services.referral_submit(actor=provider, referral=referral)
@@ -297,6 +299,101 @@ def test_sending_stores_the_message_advances_the_thread_and_audits(
             {"thread": str(referral_thread.public_id), "attachments": 0},
         ),
     ]
+
+
+OTHERS_THAN_PROVIDER = {
+    f"{name}@cast.example" for name in ("colleague", "staff", "coordinator", "clinician", "admin")
+}
+
+
+def _notified() -> list[str]:
+    return sorted(Notification.objects.values_list("recipient__email", flat=True))
+
+
+def test_participants_are_notified_by_a_task_after_the_commit_exactly_once(
+    cast: Cast,
+    referral_thread: Thread,
+    send: Send,
+    django_capture_on_commit_callbacks: CommitCapture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    published: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(
+        messaging_tasks.notify_participants,
+        "delay",
+        lambda *args: published.append(("messaging.notify_participants", args)),
+    )
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        message = send("provider", referral_thread, "A question.")
+
+    # The request did not notify anyone itself: it published one task with the message's id.
+    assert len(callbacks) == 1
+    assert published == [("messaging.notify_participants", (message.pk,))]
+    assert Notification.objects.count() == 0
+    assert Message.objects.get(pk=message.pk).notify_pending is True
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.message_participants_notify(message_id=message.pk) is True
+        # A redelivered task, or the re-drive racing it, finds nothing left to do.
+        assert services.message_participants_notify(message_id=message.pk) is False
+
+    assert _notified() == sorted(OTHERS_THAN_PROVIDER)
+    assert set(Notification.objects.values_list("event", "link")) == {
+        ("message.new", f"/messages/{referral_thread.public_id}/")
+    }
+    assert sorted(email.to[0] for email in mail.outbox) == sorted(OTHERS_THAN_PROVIDER)
+    assert Message.objects.get(pk=message.pk).notify_pending is False
+
+
+def test_a_lost_notification_task_is_re_driven_after_a_minute_and_sent_once(
+    cast: Cast,
+    referral_thread: Thread,
+    send: Send,
+    django_capture_on_commit_callbacks: CommitCapture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broker_down(*args: Any) -> None:
+        raise OSError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(messaging_tasks.notify_participants, "delay", broker_down)
+    sent_at = timezone.now().replace(microsecond=0)
+    with time_machine.travel(sent_at, tick=False), django_capture_on_commit_callbacks(execute=True):
+        message = send("provider", referral_thread, "A question.")
+    assert Message.objects.get(pk=message.pk).notify_pending is True
+    monkeypatch.undo()
+
+    with time_machine.travel(sent_at + datetime.timedelta(seconds=59), tick=False):
+        assert services.messages_notify_pending() == []
+    assert Notification.objects.count() == 0
+
+    with (
+        time_machine.travel(sent_at + datetime.timedelta(seconds=61), tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert services.messages_notify_pending() == [message.pk]
+        assert services.messages_notify_pending() == []
+
+    assert _notified() == sorted(OTHERS_THAN_PROVIDER)
+    assert len(mail.outbox) == len(OTHERS_THAN_PROVIDER)
+
+
+def test_a_message_retracted_before_its_notification_ran_is_not_announced(
+    cast: Cast,
+    referral_thread: Thread,
+    send: Send,
+    django_capture_on_commit_callbacks: CommitCapture,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=False):
+        message = send("provider", referral_thread, "Wrong thread, sorry.")
+    services.message_retract(actor=cast.user("provider"), message=message)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.message_participants_notify(message_id=message.pk) is True
+
+    assert Notification.objects.count() == 0
+    assert mail.outbox == []
+    assert Message.objects.get(pk=message.pk).notify_pending is False
 
 
 def test_the_author_is_not_notified_and_digest_users_get_no_immediate_email(

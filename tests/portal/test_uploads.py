@@ -17,9 +17,11 @@ from portal.api.errors import exception_handler
 from portal.uploads import (
     MAX_NAME_LENGTH,
     OversizedUpload,
+    ReceivedUpload,
     ScanResult,
     UploadRejected,
     ValidatedUpload,
+    check_file_name,
     not_scanned,
     sanitise_filename,
     validate_upload,
@@ -210,6 +212,127 @@ def test_long_names_are_capped_keeping_the_extension() -> None:
 
     assert len(name) == MAX_NAME_LENGTH
     assert name.endswith("a.pdf")
+
+
+INVALID_NAME = (
+    "The file name is not accepted: use a plain file name, without folders or special "
+    "characters, and upload it again."
+)
+# Each kind of path trick, as a client could send it (the parser keeps names as sent).
+PATH_TRICKS = {
+    "slash": "../../etc/passwd.pdf",
+    "absolute": "/etc/shadow.pdf",
+    "slash-in-the-middle": "letters/scan.pdf",
+    "backslash": "C:\\Users\\x\\scan.pdf",
+    "backslash-traversal": "..\\boot.ini",
+    "dot-dot": "..",
+    "dot": ".",
+    "dots-only": "....",
+    "dot-dot-padded": " .. ",
+    "empty": "",
+    "spaces-only": "   ",
+    "nul": "a\x00b.pdf",
+    "newline": "line\nbreak.pdf",
+    "carriage-return": "cr\rname.pdf",
+    "tab": "tab\tname.pdf",
+    "escape": "\x1b[31mred.pdf",
+    "delete": "del\x7f.pdf",
+    "c1-control": "next\x85line.pdf",
+    "bidi-override": "report\u202efdp.exe.pdf",
+    "bidi-isolate": "scan\u2067fdp.exe\u2069.pdf",
+    "rtl-mark": "scan\u200f.pdf",
+    "zero-width-space": "sc\u200ban.pdf",
+    "bom": "\ufeffscan.pdf",
+    "lone-surrogate": "scan\ud800.pdf",
+    # The same after NFKC: a fullwidth solidus, fullwidth full stops, a two-dot leader.
+    "fullwidth-solidus": "etc\uff0fpasswd.pdf",
+    "fullwidth-dots": "\uff0e\uff0e",
+    "two-dot-leader": "\u2025",
+}
+
+
+@pytest.mark.parametrize("name", PATH_TRICKS.values(), ids=PATH_TRICKS.keys())
+def test_a_name_with_a_path_trick_is_refused_without_repeating_it(name: str) -> None:
+    with pytest.raises(UploadRejected) as excinfo:
+        check_file_name(name)
+
+    error = excinfo.value
+    assert (error.code, error.status_code, str(error.detail)) == (
+        "invalid_file_name",
+        400,
+        INVALID_NAME,
+    )
+
+
+@pytest.mark.parametrize("name", PATH_TRICKS.values(), ids=PATH_TRICKS.keys())
+def test_validate_upload_refuses_a_path_trick_first(name: str) -> None:
+    """Before it reads a byte: a valid PDF does not help, and neither does an empty file."""
+    for data in (PDF, b""):
+        named = BytesIO(data)
+        named.name = name  # a plain file keeps its name as given (an UploadedFile would not)
+
+        with pytest.raises(UploadRejected) as excinfo:
+            validate_upload(named)
+
+        assert excinfo.value.code == "invalid_file_name"
+
+
+def test_the_name_as_sent_is_checked_not_the_display_name() -> None:
+    received = ReceivedUpload(
+        raw_name="../../etc/passwd.pdf",
+        file=BytesIO(PDF),
+        field_name="file",
+        content_type="application/pdf",
+        size=len(PDF),
+        charset=None,
+    )
+    assert received.name == "passwd.pdf"
+
+    with pytest.raises(UploadRejected) as excinfo:
+        validate_upload(received)
+
+    assert excinfo.value.code == "invalid_file_name"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "stored_as"),
+    [
+        ("résumé 2026.pdf", PDF, "résumé 2026.pdf"),
+        ("scan (1).PDF", PDF, "scan (1).pdf"),
+        ("e\u0301cole.txt", TEXT, "\u00e9cole.txt"),
+        ("\uff53\uff43\uff41\uff4e.pdf", PDF, "\uff53\uff43\uff41\uff4e.pdf"),
+        ("گزارش\u200cپزشکی.pdf", PDF, "گزارشپزشکی.pdf"),
+        ("Dr. O'Brien's letter.txt", TEXT, "Dr. O'Brien's letter.txt"),
+        ("...hidden.txt", TEXT, "hidden.txt"),
+        ('what?<>:"|*.txt', TEXT, "what_______.txt"),
+        ("<img src=x onerror=alert(1)>.txt", TEXT, "_img src=x onerror=alert(1)_.txt"),
+        ("multi   space\u00a0name.txt", TEXT, "multi space name.txt"),
+        ("no-extension", PDF, "no-extension.pdf"),
+        ("a" * 500 + ".pdf", PDF, "a" * 116 + ".pdf"),
+    ],
+    ids=[
+        "unicode",
+        "brackets",
+        "decomposed",
+        "fullwidth-letters",
+        "persian-zwnj",
+        "apostrophes",
+        "leading-dots",
+        "windows-reserved",
+        "markup",
+        "whitespace",
+        "no-extension",
+        "very-long",
+    ],
+)
+def test_ordinary_names_pass_and_are_tidied_for_display(
+    name: str, data: bytes, stored_as: str
+) -> None:
+    check_file_name(name)
+
+    result = validate_upload(upload(data, name))
+
+    assert result.original_name_sanitised == stored_as
 
 
 # --- malware scanning -------------------------------------------------------------------------

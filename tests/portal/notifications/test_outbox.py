@@ -73,6 +73,64 @@ def test_running_the_send_task_twice_sends_one_e_mail(cast: Cast, notify_committ
     assert (delivery.status, delivery.attempts, delivery.sent_at) == ("sent", 1, sent_at)
 
 
+def test_several_deliveries_are_one_publish_fanned_out_by_the_worker(
+    cast: Cast, notify_committed: Notify, monkeypatch: Any
+) -> None:
+    """A request talks to the broker once however many people it notifies; the fan-out task then
+    gives each delivery its own send task (and its own retries)."""
+    published: list[tuple[str, Any]] = []
+    fan_out, send_one = (
+        tasks.send_email_deliveries.apply_async,
+        tasks.send_email_delivery.apply_async,
+    )
+
+    def record(name: str, original: Any) -> Any:
+        def publish(args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+            published.append((name, args))
+            return original(args, kwargs, **options)
+
+        return publish
+
+    monkeypatch.setattr(tasks.send_email_deliveries, "apply_async", record("many", fan_out))
+    monkeypatch.setattr(tasks.send_email_delivery, "apply_async", record("one", send_one))
+    recipients = [cast.user(name) for name in ("provider", "colleague", "staff")]
+
+    notify_committed(recipients=recipients)
+
+    ids = list(EmailDelivery.objects.order_by("pk").values_list("pk", flat=True))
+    assert len(ids) == 3
+    assert published == [("many", (ids,)), *(("one", (pk,)) for pk in ids)]
+    assert sorted(message.to[0] for message in mail.outbox) == sorted(u.email for u in recipients)
+    assert set(EmailDelivery.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_a_single_delivery_is_published_as_its_own_send_task(
+    cast: Cast, notify_committed: Notify, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(tasks.send_email_deliveries, "apply_async", broker_down)
+
+    notify_committed(recipients=[cast.user("provider")])
+
+    assert EmailDelivery.objects.get().status == "sent"
+    assert len(mail.outbox) == 1
+
+
+def test_the_broker_down_for_the_fan_out_publish_keeps_every_row_pending(
+    cast: Cast, notify_committed: Notify, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(tasks.send_email_deliveries, "apply_async", broker_down)
+
+    with caplog.at_level(logging.WARNING):
+        notify_committed(recipients=[cast.user("provider"), cast.user("colleague")])
+
+    deliveries = list(EmailDelivery.objects.order_by("pk"))
+    assert [delivery.status for delivery in deliveries] == ["pending", "pending"]
+    assert mail.outbox == []
+    [record] = [r for r in caplog.records if r.getMessage() == "notifications.enqueue_failed"]
+    assert record.deliveries == [delivery.pk for delivery in deliveries]  # type: ignore[attr-defined]
+    assert record.error == "OperationalError"  # type: ignore[attr-defined]
+
+
 def test_a_delivery_claimed_by_another_worker_is_left_alone(
     cast: Cast, notify_committed: Notify, monkeypatch: Any
 ) -> None:
