@@ -193,15 +193,15 @@ class Message(BaseModel):
 
     @property
     def attachment_list(self) -> list[MessageAttachment]:
-        """The message's files: as prefetched for a page of messages (``PAGE_ATTACHMENTS``, a
-        plain list, without the per-message querysets of a plain prefetch), else read now."""
+        """The message's files: as read for a page of messages (``PAGE_ATTACHMENTS``, a plain
+        list set by ``messaging.selectors``), else read now."""
         prefetched = self.__dict__.get(PAGE_ATTACHMENTS)
         if prefetched is not None:
             return list(prefetched)
         return list(self.attachments.all())
 
 
-#: The attribute a page of messages gets its files in (``Prefetch("attachments", to_attr=...)``).
+#: The attribute a page of messages gets its files in.
 PAGE_ATTACHMENTS = "page_attachments"
 
 

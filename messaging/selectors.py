@@ -32,11 +32,11 @@ from datetime import datetime
 from typing import Final
 
 from django.db.models import (
+    Exists,
     F,
     Func,
     IntegerField,
     OuterRef,
-    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -212,7 +212,7 @@ def referral_thread_for_user(*, user: AnyUser, referral_id: uuid.UUID | str) -> 
 class MessagePage:
     """Messages oldest first; ``next_cursor`` leads to newer ones, ``previous_cursor`` to older."""
 
-    messages: list[Message]
+    messages: Sequence[Message]
     next_cursor: str | None
     previous_cursor: str | None
 
@@ -262,6 +262,18 @@ def _since_filter(thread: Thread, since: str) -> Q:
     return Q(created_at__gt=moment)
 
 
+def _attach_files(page: Sequence[Message]) -> None:
+    """Give each message of the page its files (``Message.attachment_list``): one query, and
+    none when no message of the page has any (the page query says which have)."""
+    with_files = [message.pk for message in page if getattr(message, "has_attachments", True)]
+    files: dict[int, list[MessageAttachment]] = {pk: [] for pk in with_files}
+    if with_files:
+        for attachment in MessageAttachment.objects.filter(message_id__in=with_files):
+            files[attachment.message_id].append(attachment)
+    for message in page:
+        setattr(message, PAGE_ATTACHMENTS, files.get(message.pk, []))
+
+
 def message_list_for_thread(
     *,
     user: AnyUser,
@@ -284,8 +296,8 @@ def message_list_for_thread(
     if since:
         messages = messages.filter(_since_filter(thread, since))
     direction, position = _decode_cursor(cursor) if cursor else ("", 0)
-    messages = messages.select_related("author").prefetch_related(
-        Prefetch("attachments", to_attr=PAGE_ATTACHMENTS)
+    messages = messages.select_related("author").annotate(
+        has_attachments=Exists(MessageAttachment.objects.filter(message_id=OuterRef("pk")))
     )
     if direction == "before" or (not direction and newest):
         if direction:
@@ -303,6 +315,7 @@ def message_list_for_thread(
         page = rows[:page_size]
         next_cursor = _encode_cursor("after", page[-1].sequence) if has_newer else None
         previous_cursor = _encode_cursor("before", page[0].sequence) if page and direction else None
+    _attach_files(page)
     actor = _actor(user)
     if actor is not None and any(message.retracted_at is None for message in page):
         audit_phi_read(

@@ -10,6 +10,7 @@ without JavaScript too (forms post and redirect). No inline script: htmx only, u
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import messages as flash
@@ -61,7 +62,7 @@ def _thread_or_404(user: User, thread_id: uuid.UUID | str) -> Thread:
         raise Http404 from error
 
 
-def _retractable(user: User, messages: list[Message]) -> set[uuid.UUID]:
+def _retractable(user: User, messages: Sequence[Message]) -> set[uuid.UUID]:
     access = access_for(user)
     now = timezone.now()
     return {

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from portal.accounts.models import CLINIC_ROLES, PRACTICE_ROLES, Membership, Organization, Role
-from portal.accounts.permissions import AnyUser, is_signed_in
+from portal.accounts.models import CLINIC_ROLES, PRACTICE_ROLES, Organization, Role
+from portal.accounts.permissions import AnyUser, is_signed_in, principal_facts
 from portal.core.request_cache import remember
 from referrals.models import Referral, ReferralStatus
 
@@ -50,18 +50,16 @@ class Access:
 
 
 def access_for(user: AnyUser | None) -> Access:
-    """Snapshot the user's active memberships (one query, once per request: see
-    ``portal.core.request_cache``); nothing for anonymous or inactive users."""
+    """Snapshot the user's active memberships (``principal_facts``: one query, shared with the
+    MFA check, once per request); nothing for anonymous or inactive users."""
     user_id = user.pk if user is not None and is_signed_in(user) else None
     if user_id is None:
         return Access(user_id=None)
-    return remember(("access", int(user_id)), lambda: _read_access(int(user_id)))
+    return remember(("access", int(user_id)), lambda: _access_from(int(user_id)))
 
 
-def _read_access(user_id: int) -> Access:
-    rows = Membership.objects.filter(
-        user_id=user_id, is_active=True, user__is_active=True
-    ).values_list("organization_id", "organization__kind", "role")
+def _access_from(user_id: int) -> Access:
+    rows = principal_facts(user_id).memberships
     roles: dict[int, str] = {}
     clinics: set[int] = set()
     practices: set[int] = set()

@@ -40,19 +40,20 @@ SMALL_PAGE, LARGE_PAGE = 10, 50
 
 #: Queries for one page of each list, the same for 10 rows and for 50 (the client is
 #: force-authenticated, so the session lookup of a real request is not counted). Every request
-#: pays the MFA gate (1); the rest is the endpoint's own: its scoping, the page, the audit row of a
-#: PHI read. Raise a number only with a reason: a row must cost nothing.
+#: pays the MFA gate, which reads the memberships in the same query (1: ``principal_facts``); the
+#: rest is the endpoint's own: its scoping, the page, the audit row of a PHI read. Raise a number
+#: only with a reason: a row must cost nothing.
 BUDGETS: dict[str, int] = {
     "/api/v1/audit-events/": 4,
     "/api/v1/notifications/": 2,
-    "/api/v1/referrals/": 3,
-    "/api/v1/referrals/{referral_id}/assessments/": 5,
-    "/api/v1/referrals/{referral_id}/attachments/": 5,
-    "/api/v1/referrals/{referral_id}/events/": 5,
-    "/api/v1/referrals/{referral_id}/infusions/": 5,
-    "/api/v1/referrals/{referral_id}/reports/": 4,
-    "/api/v1/threads/": 4,
-    "/api/v1/threads/{thread_id}/messages/": 6,
+    "/api/v1/referrals/": 2,
+    "/api/v1/referrals/{referral_id}/assessments/": 4,
+    "/api/v1/referrals/{referral_id}/attachments/": 4,
+    "/api/v1/referrals/{referral_id}/events/": 4,
+    "/api/v1/referrals/{referral_id}/infusions/": 4,
+    "/api/v1/referrals/{referral_id}/reports/": 3,
+    "/api/v1/threads/": 3,
+    "/api/v1/threads/{thread_id}/messages/": 5,
 }
 
 #: Who reads each list (the provider unless named): the audit trail is for clinic admins, and the

@@ -8,10 +8,12 @@ permission classes all use these; no check is re-implemented inline.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from allauth.mfa.models import Authenticator
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.db.models import Exists, OuterRef
 
 from portal.accounts.models import (
     CLINIC_ROLES,
@@ -44,15 +46,54 @@ def signed_in_user_id(user: AnyUser | None) -> int | None:
     return int(user.pk)
 
 
+@dataclass(frozen=True)
+class Principal:
+    """What a request asks about its user, read in one query (``principal_facts``)."""
+
+    has_mfa: bool
+    #: The active memberships of an active user: (organisation id, organisation kind, role).
+    memberships: tuple[tuple[int, str, str], ...]
+
+
+def principal_facts(user_id: int) -> Principal:
+    """The user's MFA enrolment and active memberships: one query, once per request (see
+    ``portal.core.request_cache``), read afresh outside a request."""
+    return remember(("principal", user_id), lambda: _read_principal(user_id))
+
+
+def _read_principal(user_id: int) -> Principal:
+    enrolled = Authenticator.objects.filter(
+        user_id=OuterRef("pk"), type__in=MFA_AUTHENTICATOR_TYPES
+    )
+    # One row per membership (one row of NULLs without any): a LEFT JOIN from the user.
+    rows = list(
+        User.objects.filter(pk=user_id)
+        .annotate(enrolled=Exists(enrolled))
+        .values_list(
+            "enrolled",
+            "is_active",
+            "memberships__organization_id",
+            "memberships__organization__kind",
+            "memberships__role",
+            "memberships__is_active",
+        )
+    )
+    if not rows:
+        return Principal(has_mfa=False, memberships=())
+    memberships = tuple(
+        (organization_id, kind, role)
+        for _enrolled, user_active, organization_id, kind, role, active in rows
+        if user_active and active and organization_id is not None
+    )
+    return Principal(has_mfa=bool(rows[0][0]), memberships=memberships)
+
+
 def has_mfa(user: AnyUser | None) -> bool:
     """The user has enrolled TOTP or a WebAuthn key (recovery codes alone do not count)."""
     user_id = signed_in_user_id(user)
     if user_id is None:
         return False
-    return remember(
-        ("has_mfa", user_id),
-        Authenticator.objects.filter(user_id=user_id, type__in=MFA_AUTHENTICATOR_TYPES).exists,
-    )
+    return principal_facts(user_id).has_mfa
 
 
 def is_member(user: AnyUser | None, organization: Organization) -> bool:

@@ -529,8 +529,9 @@ def _queries(client: APIClient, path: str, **query: Any) -> tuple[int, dict[str,
     return len(captured), response.json()
 
 
-# Permission (MFA), memberships, the thread, the page of messages, its attachments, the audit row.
-PAGE_QUERIES = 6
+# Permission (MFA) and memberships in one query, the thread, the page of messages (which says
+# which messages have files: none here, so no query for them), the audit row.
+PAGE_QUERIES = 4
 
 
 def test_a_page_of_a_10000_message_thread_costs_a_fixed_number_of_queries(cast: Cast) -> None:
@@ -571,8 +572,24 @@ def test_the_thread_list_costs_a_fixed_number_of_queries(cast: Cast, send: Send)
 
     assert len(page["results"]) == 30
     assert {item["unread_count"] for item in page["results"][:27]} == {2}
-    # Permission (MFA), memberships, the page of threads with unread counts, the audit row.
-    assert few == many == 4
+    # Permission (MFA) and memberships in one, the page of threads with unread counts, the audit
+    # row.
+    assert few == many == 3
+
+
+def test_a_page_with_files_reads_them_in_one_query(
+    cast: Cast, referral_thread: Thread, send: Send
+) -> None:
+    client = client_for(cast, "provider")
+    send("coordinator", referral_thread, "No file.")
+    without_files, _ = _queries(client, f"/api/v1/threads/{referral_thread.public_id}/messages/")
+    for number in range(3):
+        send("coordinator", referral_thread, f"File {number}.", attachments=[pdf_upload()])
+
+    with_files, page = _queries(client, f"/api/v1/threads/{referral_thread.public_id}/messages/")
+
+    assert [len(item["attachments"]) for item in page["results"]] == [0, 1, 1, 1]
+    assert with_files == without_files + 1 == PAGE_QUERIES + 1
 
 
 def test_the_referral_detail_names_its_thread(cast: Cast) -> None:

@@ -39,8 +39,8 @@ def test_within_a_request_each_fact_is_read_once(cast: Cast) -> None:
             assert access_for(coordinator).clinic_ids == frozenset({cast.clinic.pk})
             assert has_mfa(provider)
 
-    # One snapshot per user, one MFA look-up.
-    assert len(queries) == 3
+    # One query per user: its memberships and its MFA enrolment together.
+    assert len(queries) == 2
 
 
 def test_a_membership_change_during_the_request_is_seen_at_once(cast: Cast) -> None:
