@@ -162,17 +162,30 @@ def threads_reveal(*, user: AnyUser, threads: Sequence[Thread]) -> Sequence[Thre
     return threads
 
 
+#: What messaging reads of a thread's referral. Its other columns (the clinical content, JSON
+#: among them) are not read with the thread; code that needs one loads it on first use.
+THREAD_REFERRAL_FIELDS: Final = ("public_id", "number", "status", "practice_id", "clinic_id")
+
+
+def threads_with_parties() -> QuerySet[Thread]:
+    """Threads joined to their practice, clinic and the referral fields messaging reads."""
+    thread_fields = [field.name for field in Thread._meta.concrete_fields]
+    organization_fields = [field.name for field in Organization._meta.concrete_fields]
+    return Thread.objects.select_related("referral", "practice", "clinic").only(
+        *thread_fields,
+        *(f"referral__{name}" for name in THREAD_REFERRAL_FIELDS),
+        *(f"practice__{name}" for name in organization_fields),
+        *(f"clinic__{name}" for name in organization_fields),
+    )
+
+
 def thread_get_for_user(*, user: AnyUser, public_id: uuid.UUID | str) -> Thread:
     """One thread the user takes part in; ``NotFound`` otherwise (missing or not theirs)."""
     access = access_for(user)
     parsed = _as_uuid(public_id)
     thread = None
     if parsed is not None and access.user_id is not None:
-        thread = (
-            Thread.objects.filter(_visible_filter(access), public_id=parsed)
-            .select_related("referral", "practice", "clinic")
-            .first()
-        )
+        thread = threads_with_parties().filter(_visible_filter(access), public_id=parsed).first()
     if thread is None:
         if parsed is not None and Thread.objects.filter(public_id=parsed).exists():
             audit_denied(
@@ -262,6 +275,16 @@ def _since_filter(thread: Thread, since: str) -> Q:
     return Q(created_at__gt=moment)
 
 
+#: What a page of messages shows: the message's own columns and its author's name (not the
+#: author's whole account row: timestamps and hashes are many values to parse per message).
+_PAGE_FIELDS: Final = (
+    *(field.name for field in Message._meta.concrete_fields),
+    "author__public_id",
+    "author__full_name",
+    "author__email",
+)
+
+
 def _attach_files(page: Sequence[Message]) -> None:
     """Give each message of the page its files (``Message.attachment_list``): one query, and
     none when no message of the page has any (the page query says which have)."""
@@ -296,8 +319,12 @@ def message_list_for_thread(
     if since:
         messages = messages.filter(_since_filter(thread, since))
     direction, position = _decode_cursor(cursor) if cursor else ("", 0)
-    messages = messages.select_related("author").annotate(
-        has_attachments=Exists(MessageAttachment.objects.filter(message_id=OuterRef("pk")))
+    messages = (
+        messages.select_related("author")
+        .only(*_PAGE_FIELDS)
+        .annotate(
+            has_attachments=Exists(MessageAttachment.objects.filter(message_id=OuterRef("pk")))
+        )
     )
     if direction == "before" or (not direction and newest):
         if direction:

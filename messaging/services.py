@@ -37,6 +37,7 @@ from django.utils import timezone
 from messaging import permissions, tasks
 from messaging.models import (
     BODY_MAX_LENGTH,
+    PAGE_ATTACHMENTS,
     SUBJECT_MAX_LENGTH,
     ArchivedMessage,
     AuthorSide,
@@ -179,15 +180,22 @@ def thread_participants(thread: Thread) -> list[User]:
     )
 
 
+_PARTIES: Final = ("referral", "practice", "clinic")
+
+
 def _lock_thread(thread: Thread) -> Thread:
-    locked = (
-        Thread.objects.select_for_update(of=("self",))
-        .select_related("referral", "practice", "clinic")
-        .filter(pk=thread.pk)
-        .first()
-    )
+    """The thread's row, locked. Its referral, practice and clinic are taken from ``thread`` when
+    the caller read them with it (a selector, earlier in the same request), else read with it."""
+    known = all(getattr(Thread, name).is_cached(thread) for name in _PARTIES)
+    query = Thread.objects.select_for_update(of=("self",))
+    if not known:
+        query = query.select_related(*_PARTIES)
+    locked = query.filter(pk=thread.pk).first()
     if locked is None:
         raise NotFound()
+    if known:
+        for name in _PARTIES:
+            setattr(locked, name, getattr(thread, name))
     return locked
 
 
@@ -462,6 +470,7 @@ def message_send(
             notify_pending=True,
         )
         stored = _store_attachments(message, actor, attachments, validated)
+        setattr(message, PAGE_ATTACHMENTS, stored)  # its files are known: no query to show them
         _advance_read_position(
             actor, locked, message.sequence, message.created_at, just_posted=True
         )

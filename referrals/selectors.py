@@ -13,8 +13,9 @@ import datetime
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from portal.accounts.models import Organization, Role, User
@@ -27,6 +28,7 @@ from portal.crypto.storage import EncryptedFileStream, open_encrypted_file
 from referrals import hooks, permissions, transitions
 from referrals.models import (
     Attachment,
+    ClinicSettings,
     Patient,
     PriorTrial,
     Referral,
@@ -120,6 +122,29 @@ def referral_worklist_for_user(*, user: AnyUser) -> QuerySet[Referral]:
     )
 
 
+def _fields(model: type[Model], prefix: str = "") -> list[str]:
+    return [f"{prefix}{field.name}" for field in model._meta.concrete_fields]
+
+
+#: What a referral's pages and services read of its provider and author: who they are, not their
+#: account rows (password hash, sign-in times...).
+_PERSON_FIELDS: Final = ("public_id", "full_name", "email", "is_active")
+
+
+def _referrals_with_parties() -> QuerySet[Referral]:
+    """Referrals joined to everything one referral's page shows about its parties."""
+    return Referral.objects.select_related(
+        "practice", "clinic__referral_settings", "provider", "created_by", "patient"
+    ).only(
+        *_fields(Referral),
+        *_fields(Organization, "practice__"),
+        *_fields(Organization, "clinic__"),
+        *_fields(ClinicSettings, "clinic__referral_settings__"),
+        *_fields(Patient, "patient__"),
+        *(f"{person}__{name}" for person in ("provider", "created_by") for name in _PERSON_FIELDS),
+    )
+
+
 def referral_get_for_user(*, user: AnyUser, public_id: uuid.UUID | str) -> Referral:
     """One referral the user may see (for actions and edits; no PHI read is audited here)."""
     access = access_for(user)
@@ -127,15 +152,7 @@ def referral_get_for_user(*, user: AnyUser, public_id: uuid.UUID | str) -> Refer
     referral = None
     if parsed is not None and access.user_id is not None:
         referral = (
-            Referral.objects.filter(_visible_filter(access), public_id=parsed)
-            .select_related(
-                "practice",
-                "clinic__referral_settings",
-                "provider",
-                "created_by",
-                "patient",
-            )
-            .first()
+            _referrals_with_parties().filter(_visible_filter(access), public_id=parsed).first()
         )
     if referral is None:
         if parsed is not None and Referral.objects.filter(public_id=parsed).exists():
