@@ -45,6 +45,17 @@ def broker_down(*args: Any, **kwargs: Any) -> None:
     raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
 
+def pending_and_logged(caplog: pytest.LogCaptureFixture) -> list[EmailDelivery]:
+    """Both deliveries still pending, nothing sent, and one warning naming them both."""
+    deliveries = list(EmailDelivery.objects.order_by("pk"))
+    assert [delivery.status for delivery in deliveries] == ["pending", "pending"]
+    assert mail.outbox == []
+    [record] = [r for r in caplog.records if r.getMessage() == "notifications.enqueue_failed"]
+    assert record.deliveries == [delivery.pk for delivery in deliveries]  # type: ignore[attr-defined]
+    assert record.error == "OperationalError"  # type: ignore[attr-defined]
+    return deliveries
+
+
 @pytest.fixture
 def in_process_retries() -> Iterator[None]:
     """Eager tasks retry in-process (at once) as a worker would after the countdown.
@@ -123,12 +134,7 @@ def test_the_broker_down_for_the_fan_out_publish_keeps_every_row_pending(
     with caplog.at_level(logging.WARNING):
         notify_committed(recipients=[cast.user("provider"), cast.user("colleague")])
 
-    deliveries = list(EmailDelivery.objects.order_by("pk"))
-    assert [delivery.status for delivery in deliveries] == ["pending", "pending"]
-    assert mail.outbox == []
-    [record] = [r for r in caplog.records if r.getMessage() == "notifications.enqueue_failed"]
-    assert record.deliveries == [delivery.pk for delivery in deliveries]  # type: ignore[attr-defined]
-    assert record.error == "OperationalError"  # type: ignore[attr-defined]
+    pending_and_logged(caplog)
 
 
 def test_a_delivery_claimed_by_another_worker_is_left_alone(
@@ -350,12 +356,7 @@ def test_the_broker_down_at_write_time_loses_nothing_and_the_re_drive_sends_once
         created = notify_committed(recipients=[provider, colleague])
 
     assert len(created) == 2
-    deliveries = list(EmailDelivery.objects.order_by("pk"))
-    assert [delivery.status for delivery in deliveries] == ["pending", "pending"]
-    assert mail.outbox == []
-    [record] = [r for r in caplog.records if r.getMessage() == "notifications.enqueue_failed"]
-    assert record.deliveries == [delivery.pk for delivery in deliveries]  # type: ignore[attr-defined]
-    assert record.error == "OperationalError"  # type: ignore[attr-defined]
+    deliveries = pending_and_logged(caplog)
 
     # The broker is back; the periodic job leaves rows younger than a minute to their own task.
     monkeypatch.undo()
