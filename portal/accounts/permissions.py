@@ -1,8 +1,9 @@
 """Who may do what with identities: small predicates, one condition per line.
 
-Every predicate reads the memberships afresh (MFA enrolment once per request), so a deactivated
-user or membership loses its rights on the very next request. Services, selectors, views and API
-permission classes all use these; no check is re-implemented inline.
+The predicates read the memberships afresh; the MFA enrolment and the membership snapshot
+(``principal_facts``) are read once per request. Either way a deactivated user or membership
+loses its rights on the very next request. Services, selectors, views and API permission classes
+all use these; no check is re-implemented inline.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Facts read once per request: the signed-in user's memberships and MFA enrolment.
 
-A request asks "which organisations, in which roles?" from its permission class, its selector and
-its service, and "has this user enrolled MFA?" from the API permission and the page gate. Each
-answer is one query; reading it again within the same request gives the same rows, so
-``remember(key, compute)`` keeps it for the rest of the request.
+A request asks "has this user enrolled MFA?" from the API permission or the page gate, and "which
+organisations, in which roles?" from its selector and its service. Both answers come from one
+query (``portal.accounts.permissions.principal_facts``); reading it again within the same request
+would give the same rows, so ``remember(key, compute)`` keeps it for the rest of the request.
 
 The memory lives only inside ``RequestCacheMiddleware`` (one dict per request, in a context
 variable, dropped when the response is returned). Outside a request - Celery tasks, management
