@@ -60,6 +60,7 @@ from portal.accounts.models import Organization, Role, User
 from portal.accounts.permissions import AnyUser
 from portal.api.errors import NotFound, ServiceError
 from portal.audit.services import audit_denied, audit_phi_read
+from portal.core.models import field_names
 from portal.crypto.storage import EncryptedFileStream, open_encrypted_file
 from referrals.permissions import Access, access_for
 
@@ -167,15 +168,18 @@ def threads_reveal(*, user: AnyUser, threads: Sequence[Thread]) -> Sequence[Thre
 THREAD_REFERRAL_FIELDS: Final = ("public_id", "number", "status", "practice_id", "clinic_id")
 
 
+_THREAD_WITH_PARTIES_FIELDS: Final = (
+    *field_names(Thread),
+    *(f"referral__{name}" for name in THREAD_REFERRAL_FIELDS),
+    *field_names(Organization, "practice__"),
+    *field_names(Organization, "clinic__"),
+)
+
+
 def threads_with_parties() -> QuerySet[Thread]:
     """Threads joined to their practice, clinic and the referral fields messaging reads."""
-    thread_fields = [field.name for field in Thread._meta.concrete_fields]
-    organization_fields = [field.name for field in Organization._meta.concrete_fields]
     return Thread.objects.select_related("referral", "practice", "clinic").only(
-        *thread_fields,
-        *(f"referral__{name}" for name in THREAD_REFERRAL_FIELDS),
-        *(f"practice__{name}" for name in organization_fields),
-        *(f"clinic__{name}" for name in organization_fields),
+        *_THREAD_WITH_PARTIES_FIELDS
     )
 
 
@@ -278,7 +282,7 @@ def _since_filter(thread: Thread, since: str) -> Q:
 #: What a page of messages shows: the message's own columns and its author's name (not the
 #: author's whole account row: timestamps and hashes are many values to parse per message).
 _PAGE_FIELDS: Final = (
-    *(field.name for field in Message._meta.concrete_fields),
+    *field_names(Message),
     "author__public_id",
     "author__full_name",
     "author__email",

@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from portal.accounts.models import Organization, Role, User
 from portal.accounts.permissions import AnyUser
 from portal.api.errors import NotFound
 from portal.audit.services import audit_denied, audit_phi_read
+from portal.core.models import field_names
 from portal.crypto.blind_index import patient_blind_index
 from portal.crypto.keys import blind_index_key
 from portal.crypto.storage import EncryptedFileStream, open_encrypted_file
@@ -122,27 +123,26 @@ def referral_worklist_for_user(*, user: AnyUser) -> QuerySet[Referral]:
     )
 
 
-def _fields(model: type[Model], prefix: str = "") -> list[str]:
-    return [f"{prefix}{field.name}" for field in model._meta.concrete_fields]
-
-
 #: What a referral's pages and services read of its provider and author: who they are, not their
 #: account rows (password hash, sign-in times...).
 _PERSON_FIELDS: Final = ("public_id", "full_name", "email", "is_active")
+
+
+_REFERRAL_WITH_PARTIES_FIELDS: Final = (
+    *field_names(Referral),
+    *field_names(Organization, "practice__"),
+    *field_names(Organization, "clinic__"),
+    *field_names(ClinicSettings, "clinic__referral_settings__"),
+    *field_names(Patient, "patient__"),
+    *(f"{person}__{name}" for person in ("provider", "created_by") for name in _PERSON_FIELDS),
+)
 
 
 def _referrals_with_parties() -> QuerySet[Referral]:
     """Referrals joined to everything one referral's page shows about its parties."""
     return Referral.objects.select_related(
         "practice", "clinic__referral_settings", "provider", "created_by", "patient"
-    ).only(
-        *_fields(Referral),
-        *_fields(Organization, "practice__"),
-        *_fields(Organization, "clinic__"),
-        *_fields(ClinicSettings, "clinic__referral_settings__"),
-        *_fields(Patient, "patient__"),
-        *(f"{person}__{name}" for person in ("provider", "created_by") for name in _PERSON_FIELDS),
-    )
+    ).only(*_REFERRAL_WITH_PARTIES_FIELDS)
 
 
 def referral_get_for_user(*, user: AnyUser, public_id: uuid.UUID | str) -> Referral:

@@ -5,6 +5,12 @@ import uuid
 from django.db import models
 
 
+def field_names(model: type[models.Model], prefix: str = "") -> list[str]:
+    """The names of the model's column-backed fields, each after ``prefix`` (``"author__"``):
+    for ``QuerySet.only()`` over a model and the relations it is read with."""
+    return [f"{prefix}{field.name}" for field in model._meta.concrete_fields]
+
+
 class BaseModel(models.Model):
     """Every domain row has a public UUID (the only id that leaves the server) and timestamps."""
 
